@@ -1,0 +1,34 @@
+# harepl: `make demo` runs a local cluster with demo services, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install system-deps test demo lint conformance clean
+
+install: $(VENV)/.installed system-deps
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Debian's OCF resource agents and iproute2 (network namespaces); needs root + apt.
+system-deps:
+	@bash scripts/install-system-deps
+
+test: install
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/harepl demo
+
+lint: install
+	$(BIN)/ruff check harepl tui tests
+	$(BIN)/mypy
+
+conformance: install
+	../shared/tools/pve-conformance ../shared/pve-tests/*
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,51 @@
+"""The `harepl` command: daemon, simulator, lab and benchmarks.
+
+Subcommands live in their own packages and are imported only when used, so that
+`harepl sim` never pays for (or depends on) the runtime's imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group
+SUBCOMMANDS: dict[str, str] = {
+    "sim": "harepl.sim.cli:sim",
+    "daemon": "harepl.runtime.daemon_cli:daemon",
+    "lab": "harepl.runtime.lab_cli:lab",
+    "demo": "harepl.runtime.demo:demo",
+    "bench": "bench.cli:bench",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in SUBCOMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only a subcommand whose own module is not built yet is hidden; a missing
+            # dependency inside it is a real error and propagates.
+            if exc.name and module_name.startswith(exc.name):
+                return None
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="harepl")
+def cli() -> None:
+    """harepl: high availability for cluster services on a Raft log."""
