@@ -15,8 +15,9 @@ SUBCOMMANDS: dict[str, str] = {
     "sim": "harepl.sim.cli:sim",
     "daemon": "harepl.runtime.daemon_cli:daemon",
     "lab": "harepl.runtime.lab_cli:lab",
-    "demo": "harepl.runtime.demo:demo",
-    "bench": "bench.cli:bench",
+    # `make demo`: the simulator's built-in scenario until the real-cluster demo lands
+    "demo": "harepl.sim.demo:demo",
+    "bench": "harepl.bench.cli:bench",
 }
 
 
