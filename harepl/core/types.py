@@ -1,0 +1,152 @@
+"""State shapes shared by the core, the roles, the simulator, the store and the runtime.
+
+All of them are plain JSON-able dicts (TypedDicts), with exactly the keys Proxmox's
+`Manager.pm` / `LRM.pm` keep, so a manager_status written by harepl reads like one written
+by `pve-ha-crm`. See /work/wt/notes/CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+# --- enumerations (as string literals, the on-disk / on-wire spelling) -------------------
+
+ServiceState = Literal[
+    "stopped",
+    "request_stop",
+    "request_start",
+    "request_start_balance",
+    "started",
+    "fence",
+    "recovery",
+    "freeze",
+    "migrate",
+    "relocate",
+    "error",
+]
+SERVICE_STATES: tuple[str, ...] = (
+    "stopped", "request_stop", "request_start", "request_start_balance", "started",
+    "fence", "recovery", "freeze", "migrate", "relocate", "error",
+)
+
+RequestedState = Literal["started", "stopped", "disabled", "ignored"]
+REQUESTED_STATES: tuple[str, ...] = ("started", "stopped", "disabled", "ignored")
+
+NodeState = Literal["online", "maintenance", "unknown", "fence", "gone"]
+NODE_STATES: tuple[str, ...] = ("online", "maintenance", "unknown", "fence", "gone")
+
+CrmState = Literal["wait_for_quorum", "master", "slave", "lost_manager_lock"]
+LrmState = Literal["wait_for_agent_lock", "active", "lost_agent_lock", "maintenance"]
+LrmMode = Literal["active", "restart", "shutdown", "maintenance"]
+
+ShutdownPolicy = Literal["conditional", "freeze", "failover", "migrate"]
+
+# Agent / LRM result codes (Proxmox's PVE::HA::Tools exit codes).
+SUCCESS = 0
+ERROR = 1
+ETRY_AGAIN = 2
+EWRONG_NODE = 3
+EUNKNOWN_SERVICE_TYPE = 4
+EUNKNOWN_COMMAND = 5
+EINVALID_PARAMETER = 6
+EUNKNOWN_SERVICE = 7
+IGNORED = 8
+
+
+# --- CRM (manager) status -----------------------------------------------------------------
+
+class ServiceStatus(TypedDict):
+    """One entry of manager_status['service_status'] (Proxmox's `$sd`)."""
+
+    state: str  # ServiceState
+    node: str
+    uid: str
+    target: NotRequired[str]  # migrate / relocate / request_start_balance
+    failed_nodes: NotRequired[list[str]]  # relocation policy: nodes where a start failed
+    maintenance_node: NotRequired[str]  # node to move back to once out of maintenance
+    running: NotRequired[int]  # 1 once the LRM reported a successful start ('started' only)
+    timeout: NotRequired[int]  # request_stop from a 'stop SID TIMEOUT' command
+    cmd: NotRequired[list[str]]  # pending crm command: [task, arg]
+
+
+class NodeRequest(TypedDict, total=False):
+    maintenance: int
+
+
+class ManagerStatus(TypedDict, total=False):
+    """The CRM master's state, written only by the master (carrying the manager epoch)."""
+
+    master_node: str
+    node_status: dict[str, str]  # node -> NodeState
+    service_status: dict[str, ServiceStatus]
+    node_request: dict[str, NodeRequest]
+    timestamp: float
+
+
+# --- LRM status ---------------------------------------------------------------------------
+
+class LrmResult(TypedDict):
+    sid: str
+    state: str  # the requested service state the action was run for
+    exit_code: int
+
+
+class LrmStatus(TypedDict, total=False):
+    """Written by a node's LRM (carrying its node-lease epoch once it holds the lease)."""
+
+    mode: str  # LrmMode
+    state: str  # LrmState
+    results: dict[str, LrmResult]  # uid -> result
+    timestamp: float
+
+
+# --- configuration ------------------------------------------------------------------------
+
+class ServiceConfig(TypedDict, total=False):
+    """One HA resource, normalised (see core.config.normalize_service_config)."""
+
+    type: str  # vm | ct | fa | exec | ocf | systemd
+    state: str  # RequestedState ('enabled' normalised to 'started')
+    node: str
+    group: str
+    max_restart: int
+    max_relocate: int
+    failback: bool
+    comment: str
+    lock: str  # simulator / Proxmox guest lock (backup, migrate, ...)
+    params: dict[str, str]
+
+
+class GroupConfig(TypedDict, total=False):
+    nodes: dict[str, int]  # node -> priority (higher is preferred)
+    restricted: bool
+    nofailback: bool
+
+
+class RuleConfig(TypedDict, total=False):
+    type: str  # node-affinity | resource-affinity
+    resources: list[str]
+    nodes: dict[str, int]  # node-affinity: node -> priority
+    strict: bool
+    affinity: str  # resource-affinity: positive | negative
+    disable: bool
+
+
+class NodeInfo(TypedDict):
+    """Cluster membership as seen by one node (Proxmox's get_node_info entries)."""
+
+    online: bool  # member of the quorate partition
+
+
+class DatacenterHa(TypedDict, total=False):
+    shutdown_policy: str  # ShutdownPolicy
+
+
+class DatacenterCrs(TypedDict, total=False):
+    ha: str  # basic | static
+    ha_rebalance_on_start: bool
+
+
+class DatacenterConfig(TypedDict, total=False):
+    ha: DatacenterHa
+    crs: DatacenterCrs
