@@ -1,0 +1,275 @@
+"""A local cluster of node daemons on 127.0.0.1 (`harepl lab ...`).
+
+Layout of a lab directory:
+
+    DIR/lab.json            nodes, ports, profile and the PID of every daemon started
+    DIR/secret              the cluster secret (0600)
+    DIR/<node>/harepl.toml  that node's config
+    DIR/<node>/data/        its Raft journal, snapshots and SQLite database
+    DIR/<node>/api.sock     its local API
+    DIR/<node>/harepl.log   its log (Proxmox-shaped lines)
+    DIR/<node>/daemon.out   its stdout/stderr (tracebacks, if any)
+
+Each daemon runs in its own session (setsid): killing a node kills the whole session —
+daemon, process watchdog and services — like pulling its power cord.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harepl.runtime import procs
+from harepl.runtime.apiprobe import ApiUnavailable, get_json
+
+LAB_FILE = "lab.json"
+# AF_UNIX paths are limited to 107 bytes on Linux.
+MAX_SOCKET_PATH = 107
+
+
+class LabError(RuntimeError):
+    """One line for the operator."""
+
+
+@dataclass
+class LabNode:
+    name: str
+    raft_port: int
+    dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "harepl.toml"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.dir / "api.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "harepl.log"
+
+    @property
+    def marker(self) -> str:
+        return str(self.dir)
+
+
+class Lab:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.state: dict[str, Any] = {}
+
+    # --- persistent state -------------------------------------------------------------
+    @property
+    def _file(self) -> Path:
+        return self.dir / LAB_FILE
+
+    def load(self) -> Lab:
+        try:
+            self.state = json.loads(self._file.read_text())
+        except FileNotFoundError:
+            raise LabError(f"no lab in {self.dir} (run `harepl lab up --dir {self.dir}` first)") from None
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot read {self._file}: {exc}") from None
+        return self
+
+    def _save(self) -> None:
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        os.replace(tmp, self._file)
+
+    @property
+    def nodes(self) -> list[LabNode]:
+        return [LabNode(n["name"], n["raft_port"], self.dir / n["name"]) for n in self.state["nodes"]]
+
+    def node(self, name: str) -> LabNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise LabError(f"no node {name!r} in the lab at {self.dir} "
+                       f"(nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def pid(self, name: str) -> int | None:
+        pid = self.state.get("pids", {}).get(name)
+        return int(pid) if pid else None
+
+    # --- creation ---------------------------------------------------------------------
+    def create(self, n_nodes: int, profile: str, timing_overrides: dict[str, float] | None = None) -> None:
+        if n_nodes < 1:
+            raise LabError("--nodes must be at least 1")
+        if self._file.exists():
+            old = Lab(self.dir).load()
+            if old.running():
+                raise LabError(f"a lab is already running in {self.dir} (nodes up: "
+                               f"{', '.join(old.running())}); `harepl lab down --dir {self.dir}` first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        names = [f"node{i}" for i in range(1, n_nodes + 1)]
+        longest = self.dir / names[-1] / "api.sock"
+        if len(str(longest).encode()) > MAX_SOCKET_PATH:
+            raise LabError(f"lab directory path too long for a Unix socket ({longest}); use a shorter --dir")
+        ports = _free_ports(n_nodes)
+        secret_file = self.dir / "secret"
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        os.chmod(secret_file, 0o600)
+        self.state = {"profile": profile, "nodes": [{"name": nm, "raft_port": p} for nm, p in zip(names, ports, strict=True)],
+                      "pids": {}}
+        for node in self.nodes:
+            node.dir.mkdir(exist_ok=True)
+            os.chmod(node.dir, 0o700)
+            node.config.write_text(self._config_text(node, profile, timing_overrides or {}))
+        self._save()
+
+    def _config_text(self, node: LabNode, profile: str, overrides: dict[str, float]) -> str:
+        lines = [
+            f'node = "{node.name}"',
+            'data_dir = "data"',
+            'secret_file = "../secret"',
+            'log_file = "harepl.log"',
+            "",
+        ]
+        for other in self.nodes:
+            lines += ["[[nodes]]", f'name = "{other.name}"', 'address = "127.0.0.1"',
+                      f"raft_port = {other.raft_port}", ""]
+        lines += ["[api]", 'socket = "api.sock"', "", "[timing]", f'profile = "{profile}"']
+        lines += [f"{k} = {v!r}" for k, v in sorted(overrides.items())]
+        lines += ["", "[watchdog]", 'backend = "process"', ""]
+        return "\n".join(lines)
+
+    # --- processes --------------------------------------------------------------------
+    def running(self) -> list[str]:
+        return [n.name for n in self.nodes if self._node_up(n.name)]
+
+    def _node_up(self, name: str) -> bool:
+        pid = self.pid(name)
+        return pid is not None and procs.alive(pid) and procs.session_of(pid) == pid
+
+    def start(self, name: str) -> int:
+        node = self.node(name)
+        if self._node_up(name):
+            raise LabError(f"{name} is already running (pid {self.pid(name)})")
+        # a stale socket from a killed daemon would make the new one fail to bind
+        node.api_socket.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env[procs.MARKER_ENV] = node.marker
+        out = open(node.dir / "daemon.out", "ab")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "harepl.runtime.daemon_cli", "--config", str(node.config)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=node.dir, env=env, start_new_session=True, close_fds=True,
+            )
+        finally:
+            out.close()
+        self.state.setdefault("pids", {})[name] = proc.pid
+        self._save()
+        return proc.pid
+
+    def kill(self, name: str) -> None:
+        """Power loss: SIGKILL of the node's whole session (and marked strays)."""
+        node = self.node(name)
+        left = procs.kill_node(self.pid(name), node.marker)
+        if left:
+            raise LabError(f"{name}: processes survived SIGKILL: {left}")
+
+    def pause(self, name: str) -> None:
+        """Freeze the node's daemon (SIGSTOP). Its services and its process watchdog keep
+        running — the watchdog must not stop with the daemon, like a hardware watchdog."""
+        self._signal_daemon(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._signal_daemon(name, signal.SIGCONT)
+
+    def _signal_daemon(self, name: str, sig: signal.Signals) -> None:
+        pid = self.pid(name)
+        if pid is None or not self._node_up(name):
+            raise LabError(f"{name} is not running")
+        os.kill(pid, sig)
+
+    def restart(self, name: str) -> int:
+        self.kill(name)
+        return self.start(name)
+
+    def down(self) -> list[str]:
+        """Stop everything this lab started. Returns the names that were running."""
+        was = self.running()
+        for node in self.nodes:
+            pid = self.pid(node.name)
+            if pid is not None and procs.alive(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)  # a paused daemon would ignore nothing, but be tidy
+                except ProcessLookupError:
+                    pass
+            left = procs.kill_node(pid if pid and procs.session_of(pid) == pid else None, node.marker)
+            if left:
+                raise LabError(f"{node.name}: processes survived SIGKILL: {left}")
+        self.state["pids"] = {}
+        self._save()
+        return was
+
+    # --- health -----------------------------------------------------------------------
+    def status(self, name: str, timeout_s: float = 2.0) -> dict[str, Any]:
+        return get_json(self.node(name).api_socket, "/status", timeout_s=timeout_s)
+
+    def wait_quorate(self, names: list[str] | None = None, timeout_s: float = 60.0) -> None:
+        """Wait until every named node answers on its API, reports quorum and agrees on a
+        master."""
+        names = names or [n.name for n in self.nodes]
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            for name in names:
+                if not self._node_up(name):
+                    raise LabError(f"{name} died during start-up; see {self.node(name).dir / 'daemon.out'}")
+            try:
+                views = [self.status(n) for n in names]
+                masters = {v.get("master_node") for v in views}
+                if all(v.get("quorate") for v in views) and len(masters) == 1 and None not in masters:
+                    return
+                last = "; ".join(f"{n}: quorate={v.get('quorate')} master={v.get('master_node')}"
+                                 for n, v in zip(names, views, strict=True))
+            except ApiUnavailable as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise LabError(f"cluster not quorate after {timeout_s:g} s ({last})")
+
+    def env_line(self, name: str) -> str:
+        return f"export HAREPL_API=unix:{self.node(name).api_socket}"
+
+
+def up(directory: Path, n_nodes: int, profile: str, timeout_s: float = 60.0,
+       timing_overrides: dict[str, float] | None = None) -> Lab:
+    lab = Lab(directory)
+    lab.create(n_nodes, profile, timing_overrides)
+    try:
+        for node in lab.nodes:
+            lab.start(node.name)
+        lab.wait_quorate(timeout_s=timeout_s)
+    except BaseException:
+        lab.down()
+        raise
+    return lab
+
+
+def _free_ports(n: int) -> list[int]:
+    """Ports the kernel hands out now; held together so they are distinct."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -1,0 +1,103 @@
+"""`harepl lab`: a local cluster of node daemons on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from harepl.runtime.lab import Lab, LabError, up
+
+DIR_OPTION = click.option("--dir", "directory", required=True,
+                          type=click.Path(file_okay=False, path_type=Path),
+                          help="The lab's directory (configs, data, logs, PIDs).")
+
+
+def _run(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def lab() -> None:
+    """Run a local cluster of harepl daemons on 127.0.0.1."""
+
+
+@lab.command("up")
+@click.option("--nodes", "n_nodes", type=click.IntRange(1, 15), default=3, show_default=True)
+@DIR_OPTION
+@click.option("--profile", type=click.Choice(["default", "fast"]), default="fast", show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for a quorate cluster.")
+def up_cmd(n_nodes: int, directory: Path, profile: str, timeout_s: float) -> None:
+    """Start N daemons in the background; return once the cluster is quorate."""
+
+    def action() -> None:
+        lab_ = up(directory, n_nodes, profile, timeout_s=timeout_s)
+        click.echo(f"lab up: {len(lab_.nodes)} nodes in {lab_.dir} (profile {profile})")
+        for node in lab_.nodes:
+            click.echo(f"  {node.name}: pid {lab_.pid(node.name)}, raft 127.0.0.1:{node.raft_port}, "
+                       f"api {node.api_socket}")
+        click.echo(lab_.env_line(lab_.nodes[0].name))
+
+    _run(action)
+
+
+@lab.command("env")
+@click.argument("node")
+@DIR_OPTION
+def env_cmd(node: str, directory: Path) -> None:
+    """Print the export line that points ha-manager at NODE."""
+    _run(lambda: click.echo(Lab(directory).load().env_line(node)))
+
+
+def _node_command(name: str, verb: str, doc: str) -> None:
+    @lab.command(name, help=doc)
+    @click.argument("node")
+    @DIR_OPTION
+    def cmd(node: str, directory: Path) -> None:
+        def action() -> None:
+            lab_ = Lab(directory).load()
+            result = getattr(lab_, verb)(node)
+            extra = f" (pid {result})" if isinstance(result, int) else ""
+            click.echo(f"{node}: {name} done{extra}")
+
+        _run(action)
+
+
+_node_command("kill", "kill", "SIGKILL the node's whole session (power loss).")
+_node_command("pause", "pause", "SIGSTOP the node's daemon (its watchdog keeps running).")
+_node_command("resume", "resume", "SIGCONT a paused node's daemon.")
+_node_command("restart", "restart", "Kill the node (if running) and start it again.")
+_node_command("start", "start", "Start a stopped node.")
+
+
+@lab.command("down")
+@DIR_OPTION
+def down_cmd(directory: Path) -> None:
+    """Stop every process the lab started (by PID and session)."""
+
+    def action() -> None:
+        lab_ = Lab(directory).load()
+        was = lab_.down()
+        click.echo(f"lab down: stopped {', '.join(was) if was else 'nothing (no node was running)'}")
+
+    _run(action)
+
+
+@lab.command("status")
+@DIR_OPTION
+def status_cmd(directory: Path) -> None:
+    """Which lab nodes are running."""
+
+    def action() -> None:
+        lab_ = Lab(directory).load()
+        running = set(lab_.running())
+        for node in lab_.nodes:
+            state = f"running (pid {lab_.pid(node.name)})" if node.name in running else "stopped"
+            click.echo(f"{node.name}: {state}")
+
+    _run(action)
