@@ -1,0 +1,137 @@
+"""SQLite schema of the replicated state.
+
+Every node keeps one copy of this database, changed only by `harepl.store.apply.apply`
+applying committed log entries.  Structured values that the decision core treats as one
+unit (manager_status, lrm_status, agent parameters, group node lists) are stored as
+canonical JSON text (sorted keys, no whitespace) so that two nodes applying the same
+commands end with byte-identical databases.
+
+Bounded tables (why): `applied` remembers command ids for idempotent retries and
+`events` is the history; both are trimmed deterministically by sequence number so the
+database (and therefore the Raft snapshot) stays small.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+#: how many command ids (with their first result) are remembered for duplicate detection.
+#: A client retries within seconds; 20,000 commands is ~30 min at a busy 10 cmd/s.
+APPLIED_IDS_MAX = 20_000
+#: how many history events are kept.
+EVENTS_MAX = 10_000
+
+DDL = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE applied (
+    seq    INTEGER PRIMARY KEY,
+    id     TEXT NOT NULL UNIQUE,
+    result TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE nodes (
+    name     TEXT PRIMARY KEY,
+    addr     TEXT,
+    added_ts REAL NOT NULL
+) STRICT;
+
+CREATE TABLE groups (
+    name       TEXT PRIMARY KEY,
+    nodes      TEXT NOT NULL,           -- JSON {node: priority}
+    restricted INTEGER NOT NULL CHECK (restricted IN (0, 1)),
+    nofailback INTEGER NOT NULL CHECK (nofailback IN (0, 1)),
+    comment    TEXT
+) STRICT;
+
+CREATE TABLE resources (
+    sid          TEXT PRIMARY KEY,
+    type         TEXT NOT NULL CHECK (type IN ('vm', 'ct', 'fa', 'exec', 'ocf', 'systemd')),
+    state        TEXT NOT NULL CHECK (state IN ('started', 'stopped', 'disabled', 'ignored')),
+    node         TEXT NOT NULL,
+    grp          TEXT REFERENCES groups(name),
+    max_restart  INTEGER NOT NULL CHECK (max_restart >= 0),
+    max_relocate INTEGER NOT NULL CHECK (max_relocate >= 0),
+    failback     INTEGER NOT NULL CHECK (failback IN (0, 1)),
+    comment      TEXT,
+    params       TEXT                  -- JSON object of agent parameters
+) STRICT;
+
+CREATE TABLE rules (
+    id   TEXT PRIMARY KEY,
+    type TEXT NOT NULL CHECK (type IN ('node-affinity', 'resource-affinity')),
+    body TEXT NOT NULL                 -- JSON, the whole rule
+) STRICT;
+
+CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,      -- 'manager' or 'agent:<node>'
+    holder      TEXT,                  -- NULL when released
+    epoch       INTEGER NOT NULL,      -- fencing token, +1 at every acquire
+    seq         INTEGER NOT NULL,      -- +1 at every acquire, renew and release
+    acquired_ts REAL NOT NULL,
+    renewed_ts  REAL NOT NULL
+) STRICT;
+
+CREATE TABLE manager_status (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch  INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    ts     REAL NOT NULL
+) STRICT;
+
+CREATE TABLE lrm_status (
+    node   TEXT PRIMARY KEY,
+    epoch  INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    ts     REAL NOT NULL
+) STRICT;
+
+CREATE TABLE crm_commands (
+    seq  INTEGER PRIMARY KEY,
+    cmd  TEXT NOT NULL,
+    ts   REAL NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+    seq    INTEGER PRIMARY KEY,        -- = applied.seq of the command that produced it
+    ts     REAL NOT NULL,
+    id     TEXT NOT NULL,
+    op     TEXT NOT NULL,
+    ok     INTEGER NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+"""
+
+
+def connect(path: str = ":memory:") -> sqlite3.Connection:
+    """Open (and create if empty) a state database.
+
+    Autocommit mode: `apply` manages its own transaction so that a failing command
+    rolls back completely.  Foreign keys on, so SQLite itself rejects dangling
+    references (a constraint error becomes a recorded rejection, the same everywhere).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    init(conn)
+    return conn
+
+
+def init(conn: sqlite3.Connection) -> None:
+    """Create the schema in an empty database (no-op when it already exists)."""
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if row is not None:
+        return
+    conn.execute("BEGIN")
+    for stmt in DDL.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('applied_count', '0')")
+    conn.execute("COMMIT")
