@@ -1,0 +1,92 @@
+"""An ApiBackend over one node's own SQLite state file, applying commands directly.
+
+This is a one-node store without Raft: always quorate, every write applied at once
+through the store's real `apply` on a real SQLite file. The tests use it to run the API
+and the CLI over the real store; the daemon's backend (runtime) goes through the Raft
+client instead but can reuse `cluster_state()` and `events_after()` on its replica.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from harepl.runtime.api.backend import ClusterState, WriteResult
+from harepl.store import commands, reads, schema
+from harepl.store.apply import apply
+
+
+def cluster_state(conn: sqlite3.Connection, node: str, quorate: bool,
+                  nodes: tuple[str, ...] = ()) -> ClusterState:
+    """A ClusterState read from a state database (one read transaction, so consistent).
+
+    `timestamp` (display only) falls back to the proposer's wall time stored with the row.
+    """
+    conn.execute("BEGIN")
+    try:
+        manager = reads.manager_status(conn)
+        row = conn.execute("SELECT ts FROM manager_status WHERE id = 1").fetchone()
+        if manager and "timestamp" not in manager and row is not None:
+            manager["timestamp"] = row[0]
+        lrm = reads.lrm_statuses(conn)
+        for lrm_node, ts in conn.execute("SELECT node, ts FROM lrm_status"):
+            lrm[lrm_node].setdefault("timestamp", ts)
+        known = tuple(sorted(reads.nodes(conn))) or tuple(nodes)
+        return ClusterState(node=node, quorate=quorate, manager_status=manager, lrm_status=lrm,
+                            resources=reads.service_config(conn), groups=reads.groups(conn),
+                            rules=reads.rules(conn), nodes=known)
+    finally:
+        conn.execute("COMMIT")
+
+
+def events_after(conn: sqlite3.Connection, after_seq: int | None, limit: int) -> list[dict[str, Any]]:
+    """Store events oldest first: after `after_seq`, or the latest `limit` when None."""
+    if after_seq is None:
+        return reads.events(conn, limit=limit)
+    rows = conn.execute("SELECT seq, ts, id, op, ok, detail FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (after_seq, limit)).fetchall()
+    return [{"seq": s, "ts": t, "id": i, "op": o, "ok": bool(k), "detail": d} for s, t, i, o, k, d in rows]
+
+
+def write_result(result: dict[str, Any]) -> WriteResult:
+    """The store's apply result as a WriteResult (rejections keep apply's one-line error)."""
+    if result.get("ok"):
+        return WriteResult(ok=True, result={k: v for k, v in result.items() if k != "ok"})
+    return WriteResult(ok=False, error=str(result.get("error") or result.get("reason") or "rejected"),
+                       result=result)
+
+
+class LocalStoreBackend:
+    def __init__(self, db_path: str | os.PathLike[str], node: str, nodes: tuple[str, ...] = (),
+                 wall_time: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self._nodes = tuple(nodes)
+        self._wall_time = wall_time   # proposer timestamps: history only
+        self._lock = threading.Lock()
+        self.conn = schema.connect(os.fspath(db_path))
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def read_state(self, fresh: bool = False) -> ClusterState:
+        with self._lock:   # one node, applied synchronously: every read is fresh
+            return cluster_state(self.conn, self.node, quorate=True, nodes=self._nodes)
+
+    def read_events(self, after_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            return events_after(self.conn, after_seq, limit)
+
+    def submit(self, command: dict[str, Any]) -> WriteResult:
+        fields = {k: v for k, v in command.items() if k != "op"}
+        with self._lock:
+            return write_result(apply(self.conn, commands.make(command["op"], ts=self._wall_time(), **fields)))
+
+    def apply_raw(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Apply a full store command (tests use it to play the CRM/LRM writing status)."""
+        with self._lock:
+            return apply(self.conn, command)
