@@ -87,6 +87,62 @@ class LocalStoreBackend:
             return write_result(apply(self.conn, commands.make(command["op"], ts=self._wall_time(), **fields)))
 
     def apply_raw(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Apply a full store command (tests use it to play the CRM/LRM writing status)."""
+        """Apply a full store command."""
         with self._lock:
             return apply(self.conn, command)
+
+    def write_status_as(self, lease: str, holder: str, status_command: Callable[[int], dict[str, Any]]) -> None:
+        """Take `lease` for `holder` (compare-and-swap) and apply the status command built
+        for its epoch, as a CRM master or an LRM does (tests play the roles with it)."""
+        with self._lock:
+            current = reads.lease(self.conn, lease)
+            epoch = current["epoch"]
+            if current["holder"] != holder:
+                taken = apply(self.conn, commands.lease_acquire(lease, holder, current["epoch"], current["seq"],
+                                                                ts=self._wall_time()))
+                if not taken["ok"]:
+                    raise RuntimeError(f"lease {lease}: {taken['error']}")
+                epoch = taken["epoch"]
+            result = apply(self.conn, status_command(epoch))
+            if not result["ok"]:
+                raise RuntimeError(f"status write for {lease}: {result['error']}")
+
+    def write_manager_status(self, master: str, status: dict[str, Any]) -> None:
+        self.write_status_as(commands.MANAGER_LEASE, master,
+                             lambda epoch: commands.manager_status_set(status, epoch, ts=self._wall_time()))
+
+    def write_lrm_status(self, node: str, status: dict[str, Any]) -> None:
+        self.write_status_as(commands.agent_lease(node), node,
+                             lambda epoch: commands.lrm_status_set(node, status, epoch, ts=self._wall_time()))
+
+
+class LocalApi:
+    """A LocalStoreBackend served on a Unix socket (and optionally TCP): what tests and a
+    standalone single-node API use. `close()` stops the server and closes the database."""
+
+    def __init__(self, directory: str | os.PathLike[str], node: str = "node1",
+                 nodes: tuple[str, ...] = ("node1", "node2", "node3"),
+                 tcp: tuple[str, int] | None = None, token: str | None = None) -> None:
+        from harepl.runtime.api.server import serve_api
+        from harepl.runtime.metrics import HaMetrics
+
+        self.socket_path = os.path.join(os.fspath(directory), "api.sock")
+        self.db_path = os.path.join(os.fspath(directory), "state.db")
+        self.backend = LocalStoreBackend(self.db_path, node)
+        known = set(reads.nodes(self.backend.conn))
+        for name in nodes:
+            if name not in known:
+                self.backend.submit({"op": "node_add", "node": name})
+        self.metrics = HaMetrics()
+        self.handle = serve_api(self.backend, unix_path=self.socket_path, tcp=tcp, token=token,
+                                metrics=self.metrics)
+
+    def close(self) -> None:
+        self.handle.close()
+        self.backend.close()
+
+    def __enter__(self) -> LocalApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -40,6 +40,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "harepl-api/1"
     sys_version = ""
     timeout = REQUEST_TIMEOUT_S
+    # a garbage request line is otherwise answered as HTTP/0.9: a body with no status line
+    default_request_version = "HTTP/1.0"
     # set on the subclass made per server
     backend: ApiBackend
     metrics: HaMetrics
@@ -141,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             state = None
         return self.metrics.render(state)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
 
 
 def _peer_uid(sock: socket.socket) -> int | None:
