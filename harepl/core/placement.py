@@ -1,0 +1,182 @@
+"""Node selection: node-affinity (and groups), resource-affinity, basic usage scoring.
+
+Semantics of Proxmox's `Manager::select_service_node`, `Rules::NodeAffinity`,
+`Rules::ResourceAffinity` and `Usage::Basic` (service count per node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from harepl.core.types import RuleConfig, ServiceConfig, ServiceStatus
+
+NodePreference = Literal["none", "best-score", "try-next"]
+
+# Service states that put load on their current node / on their target node.
+_USES_CURRENT = frozenset(
+    {"started", "request_stop", "fence", "freeze", "error", "recovery", "migrate", "relocate"}
+)
+_USES_TARGET = frozenset({"migrate", "relocate", "request_start_balance"})
+
+
+def used_service_nodes(
+    online: Mapping[str, object] | frozenset[str] | set[str], sd: Mapping[str, object]
+) -> tuple[str | None, str | None]:
+    """(current, target) nodes a service puts load on, restricted to online nodes."""
+    state = str(sd.get("state", ""))
+    node = sd.get("node")
+    target = sd.get("target")
+    current_node = node if state in _USES_CURRENT and isinstance(node, str) and node in online else None
+    target_node = (
+        target if state in _USES_TARGET and isinstance(target, str) and target in online else None
+    )
+    return current_node, target_node
+
+
+class BasicUsage:
+    """Service count per online node (Proxmox's Usage::Basic)."""
+
+    def __init__(self, online_nodes: Iterable[str]) -> None:
+        self.nodes: dict[str, set[str]] = {n: set() for n in online_nodes}
+
+    def add_service_usage(self, sid: str, sd: Mapping[str, object]) -> None:
+        cur, tgt = used_service_nodes(self.nodes, sd)
+        for n in (cur, tgt):
+            if n is not None:
+                self.nodes[n].add(sid)
+
+    def remove_service_usage(self, sid: str) -> None:
+        for used in self.nodes.values():
+            used.discard(sid)
+
+    def scores(self) -> dict[str, int]:
+        return {n: len(s) for n, s in self.nodes.items()}
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    # sid -> node -> priority (non-strict rules list all cluster nodes, others at -1)
+    node_affinity: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # sid -> set of sids that must be together / apart
+    positive: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    negative: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def compile_rules(rules: Mapping[str, RuleConfig], cluster_nodes: Iterable[str]) -> CompiledRules:
+    nodes = sorted(cluster_nodes)
+    node_aff: dict[str, dict[str, int]] = {}
+    pos: dict[str, set[str]] = {}
+    neg: dict[str, set[str]] = {}
+    for rid in sorted(rules):
+        rule = rules[rid]
+        if rule.get("disable"):
+            continue
+        resources = list(rule.get("resources", []))
+        if rule.get("type") == "node-affinity":
+            eff = dict(rule.get("nodes", {}))
+            if rule.get("affinity") == "negative":
+                eff = {n: 0 for n in nodes if n not in eff}
+            if not rule.get("strict"):
+                for n in nodes:
+                    eff.setdefault(n, -1)
+            for sid in resources:
+                node_aff[sid] = eff
+        elif rule.get("type") == "resource-affinity":
+            target = pos if rule.get("affinity") == "positive" else neg
+            for sid in resources:
+                target.setdefault(sid, set()).update(s for s in resources if s != sid)
+    return CompiledRules(
+        node_affinity=node_aff,
+        positive={k: frozenset(v) for k, v in pos.items()},
+        negative={k: frozenset(v) for k, v in neg.items()},
+    )
+
+
+def get_node_affinity(
+    compiled: CompiledRules, sid: str, online: Iterable[str]
+) -> tuple[set[str], set[str]]:
+    """(allowed nodes, preferred nodes = allowed nodes of the highest priority)."""
+    online_set = set(online)
+    rule = compiled.node_affinity.get(sid)
+    if rule is None:
+        return set(online_set), set(online_set)
+    allowed = {n for n in rule if n in online_set}
+    if not allowed:
+        return set(), set()
+    top = max(rule[n] for n in allowed)
+    return allowed, {n for n in allowed if rule[n] == top}
+
+
+def get_resource_affinity(
+    compiled: CompiledRules, sid: str, ss: Mapping[str, ServiceStatus], online: Iterable[str]
+) -> tuple[dict[str, int], set[str]]:
+    """(together: node -> count of positively-affine services there, separate: nodes used
+    by negatively-affine services)."""
+    online_set = set(online)
+    together: dict[str, int] = {}
+    separate: set[str] = set()
+    for csid in sorted(compiled.positive.get(sid, ())):
+        if csid in ss:
+            for n in used_service_nodes(online_set, ss[csid]):
+                if n is not None:
+                    together[n] = together.get(n, 0) + 1
+    for csid in sorted(compiled.negative.get(sid, ())):
+        if csid in ss:
+            for n in used_service_nodes(online_set, ss[csid]):
+                if n is not None:
+                    separate.add(n)
+    return together, separate
+
+
+def select_service_node(
+    compiled: CompiledRules,
+    usage: BasicUsage,
+    sid: str,
+    cd: ServiceConfig,
+    ss: Mapping[str, ServiceStatus],
+    preference: NodePreference,
+) -> str | None:
+    """The node `sid` should be on, or None if no online node is allowed."""
+    sd = ss[sid]
+    current = sd["node"]
+    tried = list(sd.get("failed_nodes", []))
+    maintenance_fallback = sd.get("maintenance_node")
+    online = sorted(usage.nodes)
+    allowed, pri = get_node_affinity(compiled, sid, online)
+    if not pri:
+        return None
+    together, separate = get_resource_affinity(compiled, sid, ss, online)
+
+    # stay on the current node if possible (avoids needless migrations)
+    if (
+        preference == "none"
+        and not cd.get("failback", True)
+        and current in allowed
+        and (together.get(current, 0) > 0 or current not in separate)
+    ):
+        return current
+
+    if preference == "try-next":
+        pri -= set(tried)
+    pri -= separate
+    if together:
+        best = max(together.get(n, 0) for n in pri) if pri else 0
+        if best > 0:
+            pri = {n for n in pri if together.get(n, 0) == best}
+
+    if maintenance_fallback is not None and maintenance_fallback in pri:
+        return maintenance_fallback
+    if preference == "none" and current in pri:
+        return current
+
+    scores = usage.scores()
+    nodes = sorted(pri, key=lambda n: (scores.get(n, 0), n))
+    if not nodes:
+        return None
+    if preference == "try-next" and current in nodes:
+        i = nodes.index(current)
+        if i < len(nodes) - 1:
+            return nodes[i + 1]
+    return nodes[0]

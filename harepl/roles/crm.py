@@ -1,0 +1,214 @@
+"""The cluster resource manager loop (Proxmox's CRM.pm) over an `Env`.
+
+States: wait_for_quorum, master (holds the manager lease and runs the Manager),
+slave (quorate, another node is master), lost_manager_lock. The master needs no watchdog
+of its own in harepl: its writes carry the manager epoch and are rejected once deposed
+(DESIGN.md §1); we still keep Proxmox's state sequence.
+"""
+
+from __future__ import annotations
+
+from harepl.core.manager import Manager, ManagerResult, ManagerView
+from harepl.core.types import LrmStatus, ManagerStatus
+from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
+
+# ~10 s per round: 90 rounds without configured services and the master steps down
+# (30 rounds longer than the LRM waits, so no LRM is left without a CRM).
+MAX_ACTIVE_IDLE_ROUNDS = 90
+
+
+class _Ports:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    def log(self, level: str, msg: str) -> None:
+        self.env.log(level, msg)
+
+    def sendmail(self, subject: str, text: str) -> None:
+        self.env.sendmail(subject, text)
+
+    def fence_lock(self, node: str) -> bool:
+        return self.env.get_ha_agent_lock(node)
+
+
+class CRM:
+    def __init__(self, env: Env, round_s: float = 10.0, wait_round_s: float = 5.0,
+                 fence_delay_s: float = 60.0) -> None:
+        self.env = env
+        self.round_s = round_s
+        self.wait_round_s = wait_round_s
+        self.fence_delay_s = fence_delay_s
+        self.state = "startup"
+        self.state_change_time = 0.0
+        self.manager: Manager | None = None
+        self.shutdown_request = False
+        self.cluster_state_ok = False
+        self.active_idle_rounds = 0
+        self.last_result: ManagerResult | None = None
+        self._set_state("wait_for_quorum")
+
+    def _set_state(self, new: str) -> None:
+        if self.state == new:
+            return
+        self.env.log("info", f"status change {self.state} => {new}")
+        self.state = new
+        self.state_change_time = self.env.get_time()
+        if new == "master":
+            self.manager = Manager(self.env.nodename(), self._read_ms() or {}, self.fence_delay_s)
+        else:
+            self.manager = None
+
+    def shutdown(self) -> None:
+        if not self.shutdown_request:
+            self.env.log("info", "server received shutdown request")
+        self.shutdown_request = True
+
+    def _read_ms(self) -> ManagerStatus | None:
+        try:
+            return self.env.read_manager_status()
+        except StoreUnavailableError as exc:
+            self.env.log("err", f"could not read manager status: {exc}")
+            return None
+
+    def _healthy(self, ms: ManagerStatus | None) -> bool:
+        env = self.env
+        if not env.quorate() or not self.cluster_state_ok or ms is None:
+            return False
+        # there might be services to fence even if the service config is empty
+        node = env.nodename()
+        return not any(sd.get("node") == node and sd.get("state") == "fence"
+                       for sd in ms.get("service_status", {}).values())
+
+    def _can_get_active(self, allow_no_service: bool = False) -> bool:
+        env = self.env
+        ms = self._read_ms()
+        if not self._healthy(ms):
+            return False
+        assert ms is not None
+        if allow_no_service:
+            return True
+        try:
+            conf = env.read_service_config()
+        except StoreUnavailableError as exc:
+            env.log("err", f"could not read service config: {exc}")
+            return False
+        if conf:
+            return True
+        master = ms.get("master_node")
+        ns = ms.get("node_status", {})
+        if not master or ns.get(master) != "online" or master == env.nodename():
+            for node, state in ns.items():
+                if state == "maintenance" and not ms.get("node_request", {}).get(node, {}).get("maintenance"):
+                    return True
+            if env.any_pending_crm_command():
+                return True
+        return False  # no services, no maintenance to finish, no commands: stay idle
+
+    def _allowed_to_get_idle(self) -> bool:
+        ms = self._read_ms()
+        if not self._healthy(ms):
+            return False
+        try:
+            return not self.env.read_service_config()
+        except StoreUnavailableError:
+            return False
+
+    def _get_manager_lock(self) -> bool:
+        return self.env.get_ha_manager_lock()
+
+    def do_one_iteration(self) -> bool:
+        env = self.env
+        env.loop_start_hook()
+        self.cluster_state_ok = env.cluster_state_update()
+        try:
+            return self._work()
+        finally:
+            env.loop_end_hook()
+
+    def _work(self) -> bool:
+        env = self.env
+        state = self.state
+        if state == "wait_for_quorum":
+            if self._can_get_active():
+                self._set_state("master" if self._get_manager_lock() else "slave")
+        elif state == "slave":
+            if self._can_get_active():
+                if self._get_manager_lock():
+                    self._set_state("master")
+            else:
+                self._set_state("wait_for_quorum")
+        elif state == "lost_manager_lock":
+            if self._can_get_active(True) and self._get_manager_lock():
+                self._set_state("master")
+        elif state == "master":
+            if not self._get_manager_lock():
+                self._set_state("lost_manager_lock")
+            elif self._allowed_to_get_idle():
+                self.active_idle_rounds += 1
+                if self.active_idle_rounds > MAX_ACTIVE_IDLE_ROUNDS:
+                    self.active_idle_rounds = 0
+                    env.log("info", f"cluster had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle.")
+                    env.release_ha_manager_lock()
+                    self._set_state("wait_for_quorum")
+            elif self.active_idle_rounds:
+                self.active_idle_rounds = 0
+
+        state = self.state
+        if state == "wait_for_quorum":
+            if self.shutdown_request:
+                return False
+            env.sleep(self.wait_round_s)
+        elif state == "master":
+            start = env.get_time()
+            if self.shutdown_request:
+                env.log("info", "voluntary release CRM lock")
+                if not env.release_ha_manager_lock():
+                    env.log("notice", "CRM lock release failed, let the lock timeout")
+                return False
+            if not self.cluster_state_ok:
+                env.log("notice", "temporary inconsistent cluster state (cfs restart?), skip round")
+            else:
+                try:
+                    self._manage()
+                except StaleLeaseError as exc:
+                    env.log("err", f"manager status write rejected - {exc}")
+                    self._set_state("lost_manager_lock")
+                except StoreUnavailableError as exc:
+                    env.log("err", f"got unexpected error - {exc}")
+            env.sleep_until(start + self.round_s)
+        elif state == "lost_manager_lock":
+            if self.shutdown_request:
+                return False
+            self._set_state("wait_for_quorum")
+        elif state == "slave":
+            if self.shutdown_request:
+                return False
+        return True
+
+    def _manage(self) -> None:
+        env = self.env
+        manager = self.manager
+        assert manager is not None
+        node_info, _quorate = env.get_node_info()
+        lrm: dict[str, LrmStatus] = {}
+        for node in sorted(set(manager.ns.list_nodes()) | set(node_info)):
+            lrm[node] = env.read_lrm_status(node)
+        view = ManagerView(
+            now=env.get_time(),
+            node_info=node_info,
+            lrm_status=lrm,
+            service_config=env.read_service_config(),
+            groups=env.read_group_config(),
+            rules=env.read_rules_config(),
+            crm_commands=tuple(env.read_crm_commands()),
+            datacenter=env.get_datacenter_settings(),
+        )
+        result = manager.manage(view, _Ports(env))
+        self.last_result = result
+        for eff in result.effects:
+            if eff.kind == "steal_service":
+                env.steal_service(eff.sid, eff.current_node, eff.new_node)
+            elif eff.kind == "update_service_config":
+                env.update_service_config(eff.sid, eff.changes)
+        if result.manager_status is not None:
+            env.write_manager_status(result.manager_status)

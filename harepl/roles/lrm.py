@@ -1,0 +1,425 @@
+"""The local resource manager loop (Proxmox's LRM.pm) over an `Env`.
+
+One `do_one_iteration()` per loop. The LRM holds its node's lease while it has active
+services and feeds the watchdog only while the lease renewal succeeds; it runs the
+resource actions for the requested service states through workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harepl.core import lrm as core
+from harepl.core.types import (
+    EINVALID_PARAMETER,
+    ERROR,
+    ETRY_AGAIN,
+    EUNKNOWN_COMMAND,
+    EUNKNOWN_SERVICE,
+    EUNKNOWN_SERVICE_TYPE,
+    EWRONG_NODE,
+    IGNORED,
+    SUCCESS,
+    LrmResult,
+    LrmStatus,
+    ServiceConfig,
+    ServiceStatus,
+)
+from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError, WatchdogHandle, WorkerHandle
+
+VALID_STATES = ("wait_for_agent_lock", "active", "maintenance", "lost_agent_lock")
+
+
+@dataclass
+class Worker:
+    sid: str
+    uid: str | None  # None: a stop job queued by a node shutdown
+    state: str
+    params: dict[str, object] = field(default_factory=dict)
+    start_tries: int = 0
+    handle: WorkerHandle | None = None
+
+
+class LRM:
+    def __init__(self, env: Env, active_round_s: float = 10.0, wait_round_s: float = 5.0) -> None:
+        self.env = env
+        self.active_round_s = active_round_s
+        self.wait_round_s = wait_round_s
+        self.state = "startup"
+        self.state_change_time = 0.0
+        self.mode = "active"
+        self.workers: dict[str, Worker] = {}
+        self.results: dict[str, LrmResult] = {}
+        self.restart_tries: dict[str, int] = {}
+        self.shutdown_request: float | None = None
+        self.shutdown_errors = 0
+        self.cluster_state_ok = False
+        self.active_idle_rounds = 0
+        self.watchdog: WatchdogHandle | None = None
+        self.service_status: dict[str, ServiceStatus] = {}
+        self.node_status = "unknown"
+        self.wrote_status_at_startup = False
+        self._set_state("wait_for_agent_lock")
+
+    # --- small helpers ------------------------------------------------------------------------
+
+    @property
+    def node(self) -> str:
+        return self.env.nodename()
+
+    def _set_state(self, new: str) -> None:
+        assert new in VALID_STATES, new
+        if self.state == new:
+            return
+        self.env.log("info", f"status change {self.state} => {new}")
+        self.state = new
+        self.state_change_time = self.env.get_time()
+
+    def shutdown(self) -> None:
+        """A node shutdown/reboot or an LRM restart was requested."""
+        if self.shutdown_request is not None:
+            return
+        env = self.env
+        shutdown, reboot = env.is_node_shutdown()
+        try:
+            policy = env.get_datacenter_settings().get("ha", {}).get("shutdown_policy")
+        except StoreUnavailableError:
+            policy = None
+        decision = core.decide_shutdown(shutdown, reboot, policy)
+        if decision.stop_all:
+            # always stop the local services on a node shutdown, reboot or poweroff
+            for sid in sorted(self.service_status):
+                if self.service_status[sid].get("node") == self.node:
+                    self._queue(sid, None, "request_stop", {})
+        for level, msg in decision.log:
+            env.log(level, msg)
+        self.mode = decision.mode
+        self.shutdown_request = env.get_time()
+        if not self._update_lrm_status():
+            env.log("err", "unable to update lrm status file - not quorate?")
+
+    def _update_lrm_status(self) -> bool:
+        env = self.env
+        if not env.quorate():
+            return False
+        status: LrmStatus = {
+            "state": self.state,
+            "mode": self.mode,
+            "results": dict(self.results),
+            "timestamp": env.get_time(),
+        }
+        try:
+            env.write_lrm_status(status)
+        except (StaleLeaseError, StoreUnavailableError) as exc:
+            env.log("err", f"unable to write lrm status file - {exc}")
+            return False
+        return True
+
+    def _update_service_status(self) -> bool:
+        try:
+            ms = self.env.read_manager_status()
+        except StoreUnavailableError as exc:
+            self.env.log("err", f"updating service status from manager failed: {exc}")
+            return False
+        self.service_status = dict(ms.get("service_status", {}))
+        self.node_status = ms.get("node_status", {}).get(self.node, "unknown")
+        if self.shutdown_request is None:
+            request = ms.get("node_request", {}).get(self.node, {})
+            if request.get("maintenance"):
+                self.mode = "maintenance"
+            elif self.mode == "maintenance":
+                self.mode = "active"
+        return True
+
+    def _get_protected_agent_lock(self) -> bool:
+        env = self.env
+        if env.get_ha_agent_lock():
+            if self.watchdog is not None:
+                env.watchdog_update(self.watchdog)
+            else:
+                self.watchdog = env.watchdog_open()
+            return True
+        return False
+
+    def _give_up_watchdog(self) -> None:
+        # only safe with no active service (graceful shutdown, all stopped or frozen)
+        if self.watchdog is not None:
+            self.env.watchdog_close(self.watchdog)
+            self.watchdog = None
+
+    def _active_count(self) -> int:
+        return core.active_service_count(self.service_status, self.node)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def do_one_iteration(self) -> bool:
+        """One loop; False when the LRM should exit (after a shutdown request)."""
+        env = self.env
+        env.loop_start_hook()
+        self.cluster_state_ok = env.cluster_state_update()
+        try:
+            return self._work()
+        finally:
+            env.loop_end_hook()
+
+    def _work(self) -> bool:
+        env = self.env
+        if not self.wrote_status_at_startup:
+            if self._update_lrm_status():
+                self.wrote_status_at_startup = True
+            else:
+                env.sleep(self.wait_round_s)
+                return self.shutdown_request is None
+
+        self._update_service_status()
+        fence_request = core.is_fence_requested(self.service_status, self.node, self.node_status)
+
+        # state changes first
+        state = self.state
+        if state == "wait_for_agent_lock":
+            if not fence_request and self._active_count() and env.quorate():
+                if self._get_protected_agent_lock():
+                    self._set_state("active")
+        elif state == "lost_agent_lock":
+            if not fence_request and env.quorate():
+                if self._get_protected_agent_lock():
+                    self._set_state("active")
+        elif state == "active":
+            if fence_request:
+                env.log("err", "node need to be fenced - releasing agent_lock")
+                self._set_state("lost_agent_lock")
+            elif not self._get_protected_agent_lock():
+                self._set_state("lost_agent_lock")
+            elif self.mode == "maintenance":
+                self._set_state("maintenance")
+            elif not core.has_configured_service_on_node(self.service_status, self.node) and not self._run_workers():
+                self.active_idle_rounds += 1
+                if self.active_idle_rounds > core.MAX_ACTIVE_IDLE_ROUNDS:
+                    env.log("info", f"node had no service configured for {core.MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle.")
+                    # safe: no configured service and no running worker for a long time
+                    env.release_ha_agent_lock()
+                    self._give_up_watchdog()
+                    self._set_state("wait_for_agent_lock")
+                    self.active_idle_rounds = 0
+            elif self.active_idle_rounds:
+                self.active_idle_rounds = 0
+        elif state == "maintenance":
+            if fence_request:
+                env.log("err", "node need to be fenced during maintenance mode - releasing agent_lock")
+                self._set_state("lost_agent_lock")
+            elif self.mode != "maintenance":
+                if self._get_protected_agent_lock():
+                    self._set_state("active")
+            elif self._active_count() or self.workers:
+                # keep lease and watchdog while services still leave the node
+                if not self._get_protected_agent_lock():
+                    self._set_state("lost_agent_lock")
+            elif self.shutdown_request is None:
+                # nothing left to protect: no lease renewal, no watchdog (lease lapses)
+                self._give_up_watchdog()
+
+        # then the work of the (new) state
+        state = self.state
+        if state == "wait_for_agent_lock":
+            if self.shutdown_request is not None:
+                return False
+            self._update_lrm_status()
+            env.sleep(self.wait_round_s)
+        elif state == "active":
+            start = env.get_time()
+            exit_lrm = False
+            if self._update_service_status():
+                if self.shutdown_request is not None:
+                    if self.mode == "restart":
+                        workers = self._run_workers()
+                        if self._active_count() == 0 and workers == 0:
+                            self._give_up_watchdog()  # safe: nothing active
+                            exit_lrm = True
+                            env.release_ha_agent_lock()
+                    elif self._run_workers() == 0:
+                        if self.shutdown_errors == 0:
+                            self._give_up_watchdog()  # safe: all services stopped
+                            env.release_ha_agent_lock()
+                        exit_lrm = True
+                elif not self.cluster_state_ok:
+                    env.log("notice", "temporary inconsistent cluster state (cfs restart?), skip round")
+                else:
+                    self._manage_resources()
+            self._update_lrm_status()
+            if exit_lrm:
+                return False
+            env.sleep_until(start + self.active_round_s)
+        elif state == "lost_agent_lock":
+            # the watchdog is armed and will fire soon unless we get the lease back
+            if self.shutdown_request is not None:
+                count = self._active_count()
+                if count > 0:
+                    env.log("err", f"get shutdown request in state 'lost_agent_lock' - detected {count} running services")
+                    if self.mode == "restart" and env.get_time() - self.state_change_time > 90:
+                        env.log("err", "lost agent lock and restart request for over 90 seconds - giving up!")
+                        return False
+                else:
+                    self._give_up_watchdog()  # safe: all services stopped
+                    return False
+            env.sleep(self.wait_round_s)
+        elif state == "maintenance":
+            start = env.get_time()
+            if not self._update_service_status():
+                return True
+            exit_lrm = False
+            if self.shutdown_request is not None and self._active_count() == 0 and self._run_workers() == 0:
+                self._give_up_watchdog()  # safe: all active services moved away
+                exit_lrm = True
+                env.release_ha_agent_lock()
+            if not exit_lrm:
+                self._manage_resources()
+            self._update_lrm_status()
+            if exit_lrm:
+                return False
+            env.sleep_until(start + self.wait_round_s)
+        return True
+
+    # --- resources --------------------------------------------------------------------------------
+
+    def _manage_resources(self) -> int:
+        for sid in list(self.restart_tries):
+            if sid not in self.service_status:
+                del self.restart_tries[sid]
+        for sid, uid, state, params in core.services_to_run(self.service_status, self.node):
+            self._queue(sid, uid, state, params)
+        return self._run_workers()
+
+    def _queue(self, sid: str, uid: str | None, state: str, params: dict[str, object]) -> None:
+        # never queue the same command twice: a failed first try the CRM did not see yet
+        # must not be followed by a second one it does not know of ('stopped' is exempt)
+        if state != "stopped" and uid and uid in self.results:
+            return
+        w = self.workers.get(sid)
+        if w is not None:
+            if w.handle is not None:
+                return  # already running
+            del self.workers[sid]
+        self.workers[sid] = Worker(sid, uid, state, dict(params))
+
+    def _run_workers(self) -> int:
+        env = self.env
+        max_workers = env.get_max_workers()
+        try:
+            sc = env.read_service_config()
+        except StoreUnavailableError:
+            return len(self.workers)
+        active = self._check_workers()
+        queued = sorted(
+            (w for w in self.workers.values() if w.handle is None),
+            key=lambda w: (-w.start_tries, w.sid),
+        )
+        for w in queued:
+            w.start_tries += 1
+            if max_workers > 0 and active >= max_workers:
+                continue
+            cd = sc.get(w.sid)
+            job = self._make_job(w.sid, cd, w.state, w.params)
+            w.handle = env.start_worker(w.sid, job)
+            active += 1
+        self._check_workers()
+        return len(self.workers)
+
+    def _check_workers(self) -> int:
+        running = 0
+        for sid in sorted(self.workers):
+            w = self.workers[sid]
+            if w.handle is None:
+                continue
+            code = self.env.poll_worker(w.handle)
+            if code is None:
+                running += 1
+                continue
+            del self.workers[sid]
+            if w.uid is None:
+                if code != 0:
+                    self.shutdown_errors += 1
+            else:
+                self._resource_command_finished(w, code)
+        return running
+
+    def _resource_command_finished(self, w: Worker, exit_code: int) -> None:
+        env = self.env
+        try:
+            cd = env.read_service_config().get(w.sid)
+        except StoreUnavailableError:
+            cd = None
+        max_restart = int(cd.get("max_restart", 1)) if cd else 0
+        tries = self.restart_tries.get(w.sid, 0)
+        code, tries, line = core.handle_service_exitcode(w.state, exit_code, tries, max_restart)
+        self.restart_tries[w.sid] = tries
+        if line is not None:
+            env.log(line[0], line[1].replace("{sid}", w.sid))
+        if code == ETRY_AGAIN:
+            return  # tell nobody, simply retry
+        assert w.uid is not None
+        self.results[w.uid] = {"sid": w.sid, "state": w.state, "exit_code": code}
+        valid = {sd.get("uid") for sd in self.service_status.values()}
+        self.results = {uid: r for uid, r in self.results.items() if uid in valid}
+
+    def _make_job(self, sid: str, cd: ServiceConfig | None, cmd: str, params: dict[str, object]):  # type: ignore[no-untyped-def]
+        def job() -> int:
+            return self.exec_resource_agent(sid, cd, cmd, params)
+        return job
+
+    def exec_resource_agent(self, sid: str, cd: ServiceConfig | None, cmd: str, params: dict[str, object]) -> int:
+        env = self.env
+        agent = env.resource_agent(sid)
+        if agent is None:
+            env.log("err", f"service type '{sid.split(':')[0]}' not implemented")
+            return EUNKNOWN_SERVICE_TYPE
+        if cd is None:
+            env.log("err", f"missing resource configuration for '{sid}'")
+            return EUNKNOWN_SERVICE
+        if cmd == "error":
+            env.log("err", f"service {sid} is in an error state and needs manual intervention. "
+                    "Look up 'ERROR RECOVERY' in the documentation.")
+            return SUCCESS  # error always succeeds
+        if cd.get("node") != self.node:
+            env.log("err", f"service '{sid}' not on this node")
+            return EWRONG_NODE
+        running = agent.check_running(sid)
+        if cmd == "started":
+            if running:
+                return SUCCESS
+            env.log("info", f"starting service {sid}")
+            agent.start(sid)
+            if agent.check_running(sid):
+                env.log("info", f"service status {sid} started")
+                return SUCCESS
+            env.log("warning", f"unable to start service {sid}")
+            return ERROR
+        if cmd in ("request_stop", "stopped"):
+            if not running:
+                return SUCCESS
+            timeout = params.get("timeout")
+            if timeout is not None:
+                env.log("info", f"stopping service {sid} (timeout={timeout})")
+            else:
+                env.log("info", f"stopping service {sid}")
+            agent.shutdown(sid, float(timeout) if timeout is not None else None)  # type: ignore[arg-type]
+            if not agent.check_running(sid):
+                env.log("info", f"service status {sid} stopped")
+                return SUCCESS
+            env.log("info", f"unable to stop stop service {sid} (still running)")
+            return ERROR
+        if cmd in ("migrate", "relocate", "request_start_balance"):
+            target = params.get("target")
+            if not isinstance(target, str):
+                env.log("err", f"{cmd} '{sid}' failed - missing target")
+                return EINVALID_PARAMETER
+            if cmd == "request_start_balance" and running:
+                return IGNORED
+            if cd.get("node") == target:
+                return SUCCESS  # already there
+            online = cmd == "migrate" or (cmd == "request_start_balance" and cd.get("type") == "vm")
+            if not agent.migrate(sid, target, online):
+                env.log("err", f"service {sid} not moved (migration error)")
+                return ERROR
+            return SUCCESS
+        env.log("err", f"implement me (cmd '{cmd}')")
+        return EUNKNOWN_COMMAND

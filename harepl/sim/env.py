@@ -1,0 +1,311 @@
+"""The simulator's `Env` (one per node and role) and its simulated resource agents.
+
+Time follows Proxmox's TestEnv: each role iteration starts at the hardware's time and
+costs `role_step_s` (sleeps only count inside the iteration, they do not move the clock).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from harepl.core.config import parse_groups, parse_rules
+from harepl.core.types import (
+    DatacenterConfig,
+    GroupConfig,
+    LrmStatus,
+    ManagerStatus,
+    NodeInfo,
+    RuleConfig,
+    ServiceConfig,
+)
+from harepl.roles.env import ResourceAgent, StaleLeaseError, StoreUnavailableError
+from harepl.sim.hardware import CFS_ERROR, InvariantBroken
+
+if TYPE_CHECKING:
+    from harepl.sim.runner import Simulation
+
+
+
+class SimEnv:
+    def __init__(self, sim: Simulation, node: str, role: str) -> None:
+        self.sim = sim
+        self.hw = sim.hw
+        self.node = node
+        self.role = role
+        self.cur_time = 0.0
+        self.loop_delay = 0.0
+        self.manager_epoch: int | None = None
+        self.agent_epoch: int | None = None
+        self._results: dict[str, int] = {}
+        self._worker_counter = 0
+
+    # identity, time, log
+    def nodename(self) -> str:
+        return self.node
+
+    def get_time(self) -> float:
+        return self.cur_time
+
+    def sleep(self, seconds: float) -> None:
+        self.loop_delay += seconds
+
+    def sleep_until(self, t: float) -> None:
+        now = self.cur_time + self.loop_delay
+        if now < t:
+            self.loop_delay += t - now
+
+    def log(self, level: str, msg: str) -> None:
+        if level == "debug":
+            return
+        self.sim.log(level[:4], f"{self.node}/{self.role}", msg, self.cur_time)
+
+    def sendmail(self, subject: str, text: str) -> None:
+        self.log("email", subject)
+
+    def loop_start_hook(self) -> None:
+        self.loop_delay = 0.0
+        start = self.sim.now
+        assert start >= self.cur_time, "strange start time"
+        self.cur_time = start
+
+    def loop_end_hook(self) -> None:
+        self.loop_delay = 0.0
+        self.cur_time += self.sim.profile.role_step_s
+
+    # membership
+    def quorate(self) -> bool:
+        return self.hw.quorate_for(self.node)
+
+    def get_node_info(self) -> tuple[dict[str, NodeInfo], bool]:
+        return self.hw.node_info()
+
+    def cluster_state_update(self) -> bool:
+        return self.hw.cfs_works(self.node, "update")
+
+    # leases
+    def get_ha_manager_lock(self) -> bool:
+        epoch = self.hw.get_lock("ha_manager_lock", self.node, self.cur_time, self.log)
+        self.loop_delay += 1
+        self.manager_epoch = epoch
+        return epoch is not None
+
+    def release_ha_manager_lock(self) -> bool:
+        return self.hw.release_lock("ha_manager_lock", self.node, self.cur_time)
+
+    def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        target = node or self.node
+        epoch = self.hw.get_lock(f"ha_agent_{target}_lock", self.node, self.cur_time, self.log)
+        self.loop_delay += 1
+        if target == self.node and self.role == "lrm":
+            self.agent_epoch = epoch
+        return epoch is not None
+
+    def release_ha_agent_lock(self) -> bool:
+        return self.hw.release_lock(f"ha_agent_{self.node}_lock", self.node, self.cur_time)
+
+    # watchdog
+    def watchdog_open(self) -> str:
+        return self.hw.watchdog_open(self.node, self.cur_time)
+
+    def watchdog_update(self, handle: str) -> None:
+        self.hw.watchdog_update(handle, self.cur_time)
+
+    def watchdog_close(self, handle: str) -> None:
+        self.hw.watchdog_close(handle, self.cur_time)
+
+    # replicated state
+    def _check_rw(self) -> None:
+        if not self.hw.cfs_works(self.node, "rw"):
+            raise StoreUnavailableError(CFS_ERROR)
+
+    def read_manager_status(self) -> ManagerStatus:
+        self._check_rw()
+        return copy.deepcopy(self.hw.manager_status)
+
+    def _check_manager_epoch(self) -> None:
+        if self.manager_epoch is None or self.hw.lease_epoch("ha_manager_lock") != self.manager_epoch:
+            raise StaleLeaseError(f"manager epoch {self.manager_epoch} is not current")
+
+    def write_manager_status(self, status: ManagerStatus) -> None:
+        self._check_rw()
+        self._check_manager_epoch()
+        self.hw.manager_status = copy.deepcopy(status)
+
+    def read_lrm_status(self, node: str | None = None) -> LrmStatus:
+        self._check_rw()
+        return copy.deepcopy(self.hw.lrm_status.get(node or self.node, {}))
+
+    def write_lrm_status(self, status: LrmStatus) -> None:
+        self._check_rw()
+        lease = self.hw.leases.get(f"ha_agent_{self.node}_lock")
+        if self.agent_epoch is not None and lease is not None and lease.epoch != self.agent_epoch:
+            raise StaleLeaseError(f"node lease epoch {self.agent_epoch} of '{self.node}' is not current")
+        self.hw.lrm_status[self.node] = copy.deepcopy(status)
+
+    def read_service_config(self) -> dict[str, ServiceConfig]:
+        self._check_rw()
+        return self.hw.read_service_config()
+
+    def update_service_config(self, sid: str, changes: Mapping[str, object]) -> None:
+        self._check_rw()
+        self._check_manager_epoch()
+        self.hw.update_service_config(sid, dict(changes))
+
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+        self._check_rw()
+        self._check_manager_epoch()
+        self.hw.steal_service(sid, current_node, new_node, self.node, self.cur_time)
+
+    def read_group_config(self) -> dict[str, GroupConfig]:
+        return parse_groups(self.hw.groups)
+
+    def read_rules_config(self) -> dict[str, RuleConfig]:
+        return parse_rules(self.hw.rules)
+
+    def get_datacenter_settings(self) -> DatacenterConfig:
+        return copy.deepcopy(self.hw.datacenter)  # type: ignore[return-value]
+
+    def read_crm_commands(self) -> list[str]:
+        cmds, self.hw.crm_commands = self.hw.crm_commands, []
+        return cmds
+
+    def queue_crm_command(self, cmd: str) -> None:
+        self.hw.crm_commands.append(cmd)
+
+    def any_pending_crm_command(self) -> bool:
+        return bool(self.hw.crm_commands)
+
+    def is_node_shutdown(self) -> tuple[bool, bool]:
+        target = self.hw.nodes[self.node].shutdown
+        return (target in ("shutdown", "reboot"), target == "reboot")
+
+    # resources
+    def get_max_workers(self) -> int:
+        return self.sim.profile.max_workers
+
+    def resource_agent(self, sid: str) -> ResourceAgent | None:
+        kind = sid.split(":", 1)[0]
+        if kind in ("vm", "ct"):
+            return SimResource(self)
+        if kind == "fa":
+            return FailingResource(self)
+        return None
+
+    def start_worker(self, sid: str, job: Callable[[], int]) -> str:
+        # the simulator runs every resource action synchronously (Proxmox's test mode)
+        self._worker_counter += 1
+        handle = f"{sid}#{self._worker_counter}"
+        try:
+            self._results[handle] = job()
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a job failure is an exit code, as in a forked worker
+            if isinstance(exc, InvariantBroken):
+                raise
+            self.log("err", str(exc))
+            self._results[handle] = -1
+        return handle
+
+    def poll_worker(self, handle: str) -> int | None:
+        return self._results.pop(handle, None)
+
+
+
+
+class SimResource:
+    """vm:/ct: resources: start/stop/migrate flip the hardware's running table."""
+
+    def __init__(self, env: SimEnv) -> None:
+        self.env = env
+        self.hw = env.hw
+
+    def _lock(self, sid: str) -> str | None:
+        cfg = self.hw.service_config.get(sid)
+        return cfg.get("lock") if cfg else None
+
+    def check_running(self, sid: str) -> bool:
+        return bool(self.hw.running[self.env.node].get(sid))
+
+    def start(self, sid: str) -> None:
+        lock = self._lock(sid)
+        if lock:
+            self.env.log("err", f"service '{sid}' locked ({lock}), unable to start!")
+            return
+        self.env.sleep(2)
+        self.hw.set_running(self.env.node, sid, True)
+
+    def shutdown(self, sid: str, timeout_s: float | None) -> None:
+        lock = self._lock(sid)
+        if lock:
+            self.env.log("err", f"service '{sid}' locked ({lock}), unable to shutdown!")
+            return
+        self.env.sleep(2)
+        self.hw.set_running(self.env.node, sid, False)
+
+    def migrate(self, sid: str, target: str, online: bool) -> bool:
+        env = self.env
+        cmd = "migrate" if online else "relocate"
+        env.log("info", f"service {sid} - start {cmd} to node '{target}'")
+        lock = self._lock(sid)
+        if lock:
+            env.log("err", f"service '{sid}' locked ({lock}), unable to {cmd}!")
+            return False
+        if not online and self.check_running(sid):
+            env.log("info", f"stopping service {sid} (relocate)")
+            self.shutdown(sid, None)
+            env.log("info", f"service status {sid} stopped")
+        else:
+            env.sleep(2)
+        self.hw.change_service_location(sid, env.node, target)
+        env.log("info", f"service {sid} - end {cmd} to node '{target}'")
+        self.hw.set_running(env.node, sid, False)
+        return True
+
+    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None:
+        cfg = self.hw.raw_service_config.get(sid)
+        if cfg and cfg.get("lock") in locks:
+            lock = str(cfg["lock"])
+            raw = dict(cfg)
+            raw.pop("lock")
+            self.hw.delete_service(sid)
+            self.hw.add_service(sid, raw)
+            return lock
+        return None
+
+
+def decode_fail_id(sid: str) -> tuple[int, int, int]:
+    """fa:ABCDE -> (start failures B, migrate failures C, cannot stop D) (VirtFail.pm)."""
+    digits = sid.split(":", 1)[1]
+    start = int(digits[1]) if len(digits) > 1 and digits[1].isdigit() else 0
+    migrate = int(digits[2]) if len(digits) > 2 and digits[2].isdigit() else 0
+    stop = int(digits[3]) if len(digits) > 3 and digits[3].isdigit() else 0
+    return start, migrate, stop
+
+
+class FailingResource(SimResource):
+    """fa: resources whose id digits encode how often start/migrate fail."""
+
+    def start(self, sid: str) -> None:
+        fails, _, _ = decode_fail_id(sid)
+        tries = self.hw.fail_tries["start"].get(sid, 0) + 1
+        self.hw.fail_tries["start"][sid] = tries
+        if fails >= tries:
+            return
+        self.hw.fail_tries["start"][sid] = 0
+        super().start(sid)
+
+    def shutdown(self, sid: str, timeout_s: float | None) -> None:
+        if decode_fail_id(sid)[2]:
+            return
+        super().shutdown(sid, timeout_s)
+
+    def migrate(self, sid: str, target: str, online: bool) -> bool:
+        _, fails, _ = decode_fail_id(sid)
+        tries = self.hw.fail_tries["migrate"].get(sid, 0) + 1
+        self.hw.fail_tries["migrate"][sid] = tries
+        if fails >= tries:
+            return False
+        self.hw.fail_tries["migrate"][sid] = 0
+        return super().migrate(sid, target, online)

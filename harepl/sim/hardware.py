@@ -1,0 +1,228 @@
+"""Simulated cluster hardware and shared state for the simulator.
+
+Holds what Proxmox's Sim::Hardware keeps in its status directory: power/network per node,
+the replicated state (manager_status, lrm_status, service config, crm command queue,
+leases with epochs), watchdogs, and which services run where. Everything lives in memory;
+the scenario folder is only read.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harepl.core.config import ConfigError, normalize_service, normalize_service_config
+from harepl.core.types import LrmStatus, ManagerStatus, NodeInfo, ServiceConfig
+
+
+class InvariantBroken(Exception):
+    """A safety invariant failed; the message says which."""
+
+
+@dataclass
+class NodeHw:
+    power: str = "off"
+    network: str = "off"
+    shutdown: str | None = None  # 'shutdown' | 'reboot' while a shutdown is in progress
+    cfs: dict[str, bool] = field(default_factory=dict)  # rw / update -> works?
+    version: str = ""
+
+
+@dataclass
+class Lease:
+    node: str
+    time: float
+    epoch: int
+
+
+@dataclass
+class Watchdog:
+    node: str
+    update_time: float
+
+
+CFS_ERROR = "cfs connection refused - not mounted?"
+
+
+class Hardware:
+    def __init__(
+        self,
+        nodes: dict[str, NodeHw],
+        service_config: dict[str, Any],
+        manager_status: ManagerStatus,
+        groups: Any,
+        rules: Any,
+        datacenter: dict[str, Any],
+        *,
+        lock_timeout_s: float,
+        watchdog_timeout_s: float,
+        log: Callable[[str, str, str], None],
+        get_time: Callable[[], float],
+    ) -> None:
+        self.nodes = nodes
+        self.service_config: dict[str, ServiceConfig] = normalize_service_config(service_config)
+        self.raw_service_config: dict[str, dict[str, Any]] = copy.deepcopy(dict(service_config))
+        self.manager_status: ManagerStatus = copy.deepcopy(manager_status)
+        self.lrm_status: dict[str, LrmStatus] = {}
+        self.groups = groups
+        self.rules = rules
+        self.datacenter = datacenter
+        self.crm_commands: list[str] = []
+        self.leases: dict[str, Lease] = {}
+        self.epoch_counter = 0
+        self.watchdogs: dict[str, Watchdog] = {}
+        self.wd_counter = 0
+        self.running: dict[str, dict[str, bool]] = {n: {} for n in nodes}
+        self.lock_timeout_s = lock_timeout_s
+        self.watchdog_timeout_s = watchdog_timeout_s
+        self._log = log
+        self._get_time = get_time
+        self.stats: dict[str, dict[str, Any]] = {}
+        # per-sid try counters of failing fa: resources (VirtFail.pm keeps them globally)
+        self.fail_tries: dict[str, dict[str, int]] = {"start": {}, "migrate": {}}
+        # invariant bookkeeping: node -> time its lease last changed hands to someone else
+        self.lease_taken: dict[str, float] = {}
+
+    # --- membership ---------------------------------------------------------------------------
+
+    def node_info(self) -> tuple[dict[str, NodeInfo], bool]:
+        online = {n: (h.power == "on" and h.network == "on") for n, h in self.nodes.items()}
+        quorate = sum(online.values()) > len(self.nodes) // 2
+        return {n: {"online": bool(online[n] and quorate)} for n in sorted(self.nodes)}, quorate
+
+    def quorate_for(self, node: str) -> bool:
+        info, quorate = self.node_info()
+        return quorate and info[node]["online"]
+
+    def cfs_works(self, node: str, what: str) -> bool:
+        return self.nodes[node].cfs.get(what, True)
+
+    # --- leases ----------------------------------------------------------------------------------
+
+    def get_lock(self, name: str, node: str, now: float, log: Callable[[str, str], None]) -> int | None:
+        """Acquire/renew lease `name` for `node`; returns its epoch or None."""
+        if not self.quorate_for(node):
+            return None
+        lease = self.leases.get(name)
+        if lease is not None and now - lease.time <= self.lock_timeout_s:
+            if lease.node == node:
+                lease.time = now
+                return lease.epoch
+            return None
+        self.epoch_counter += 1
+        if lease is not None and lease.node != node and name.startswith("ha_agent_"):
+            self.lease_taken[name] = now
+        self.leases[name] = Lease(node, now, self.epoch_counter)
+        log("info", f"got lock '{name}'")
+        return self.epoch_counter
+
+    def release_lock(self, name: str, node: str, now: float) -> bool:
+        if not self.quorate_for(node):
+            return False
+        lease = self.leases.get(name)
+        if lease is None:
+            return False
+        if now - lease.time > self.lock_timeout_s:
+            return True
+        if lease.node == node:
+            del self.leases[name]
+            return True
+        return False
+
+    def lease_epoch(self, name: str) -> int | None:
+        lease = self.leases.get(name)
+        return lease.epoch if lease else None
+
+    # --- watchdog -------------------------------------------------------------------------------
+
+    def watchdog_open(self, node: str, now: float) -> str:
+        self.wd_counter += 1
+        handle = f"WD:{node}:{self.wd_counter}"
+        self.watchdogs[handle] = Watchdog(node, now)
+        return handle
+
+    def watchdog_update(self, handle: str, now: float) -> None:
+        wd = self.watchdogs.get(handle)
+        if wd is None:
+            raise RuntimeError(f"no such watchdog handle '{handle}'")
+        if now - wd.update_time > self.watchdog_timeout_s:
+            raise RuntimeError("watchdog expired")
+        wd.update_time = now
+
+    def watchdog_close(self, handle: str, now: float) -> None:
+        wd = self.watchdogs.pop(handle, None)
+        if wd is None:
+            raise RuntimeError(f"no such watchdog handle '{handle}'")
+
+    def watchdog_check(self, node: str, now: float) -> bool:
+        ok = True
+        for handle in sorted(self.watchdogs):
+            wd = self.watchdogs[handle]
+            if wd.node == node and now - wd.update_time > self.watchdog_timeout_s:
+                ok = False
+                del self.watchdogs[handle]
+        return ok
+
+    def watchdog_reset(self, node: str) -> None:
+        for handle in [h for h, wd in self.watchdogs.items() if wd.node == node]:
+            del self.watchdogs[handle]
+
+    # --- service config ---------------------------------------------------------------------------
+
+    def read_service_config(self) -> dict[str, ServiceConfig]:
+        return copy.deepcopy(self.service_config)
+
+    def _set_raw(self, sid: str, raw: dict[str, Any]) -> None:
+        self.service_config[sid] = normalize_service(sid, raw)
+        self.raw_service_config[sid] = raw
+
+    def update_service_config(self, sid: str, changes: dict[str, object]) -> None:
+        if sid not in self.raw_service_config:
+            raise ConfigError(f"no such resource '{sid}'")
+        raw = dict(self.raw_service_config[sid])
+        raw.update(changes)
+        self._set_raw(sid, raw)
+
+    def add_service(self, sid: str, raw: dict[str, Any]) -> None:
+        if sid in self.raw_service_config:
+            raise ConfigError(f"resource ID '{sid}' already defined")
+        self._set_raw(sid, raw)
+
+    def delete_service(self, sid: str) -> None:
+        self.raw_service_config.pop(sid, None)
+        self.service_config.pop(sid, None)
+
+    def change_service_location(self, sid: str, current: str, new: str) -> None:
+        cfg = self.service_config.get(sid)
+        if cfg is None:
+            raise RuntimeError(f"no such service '{sid}'")
+        if cfg["node"] != current:
+            raise RuntimeError(f"current_node for '{sid}' does not match ({current} != {cfg['node']})")
+        self.update_service_config(sid, {"node": new})
+
+    def steal_service(self, sid: str, current: str, new: str, by_node: str, now: float) -> None:
+        """Recovery of a fenced service: only legal while the master holds the lease of the
+        node it recovers from (the safety invariant 'fence before recovery')."""
+        lease = self.leases.get(f"ha_agent_{current}_lock")
+        if current != new and (lease is None or lease.node != by_node):
+            raise InvariantBroken(
+                f"service '{sid}' recovered from node '{current}' to '{new}' by '{by_node}' "
+                f"without holding the lease of '{current}'"
+            )
+        self.change_service_location(sid, current, new)
+
+    # --- running services ---------------------------------------------------------------------
+
+    def set_running(self, node: str, sid: str, running: bool) -> None:
+        if running:
+            self.running[node][sid] = True
+            self.check_single_instance(sid)
+        else:
+            self.running[node].pop(sid, None)
+
+    def check_single_instance(self, sid: str) -> None:
+        where = sorted(n for n, r in self.running.items() if r.get(sid))
+        if len(where) > 1:
+            raise InvariantBroken(f"service '{sid}' running on more than one node: {', '.join(where)}")

@@ -1,0 +1,466 @@
+"""Scenario loading and the simulation loop (Proxmox's Sim::TestHardware::run).
+
+Each round: for every node in name order, one CRM iteration then one LRM iteration (each
+costs `role_step_s` of virtual time), watchdog checks after each node; then the clock
+jumps to the round end; every `cmd_every_rounds` rounds the next batch of scenario
+commands runs. Invariants are checked after every role step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harepl.core.config import ConfigError, normalize_service_config, parse_groups, parse_rules, parse_sid
+from harepl.roles.crm import CRM
+from harepl.roles.lrm import LRM
+from harepl.sim.env import SimEnv
+from harepl.sim.hardware import Hardware, InvariantBroken, NodeHw
+
+
+class ScenarioError(Exception):
+    """Malformed scenario input (one line)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    round_s: float  # one simulation round (Proxmox: 20 s)
+    role_step_s: float  # virtual time one role iteration costs (Proxmox: 1 s)
+    lock_timeout_s: float  # lease expiry (Proxmox: 120 s)
+    watchdog_s: float  # watchdog expiry (Proxmox: 60 s)
+    fence_delay_s: float  # unknown node -> fence (Proxmox: 60 s)
+    crm_round_s: float
+    lrm_round_s: float
+    wait_round_s: float
+    end_after_s: float  # stop this long after the last command (Proxmox: 500 s)
+    cmd_every_rounds: int = 5
+    max_workers: int = 0
+    time_format: str = "{:5d}"
+
+
+PROFILES: dict[str, Profile] = {
+    # Proxmox's regression-test timing: replays its scenarios decision for decision
+    "pve": Profile("pve", 20, 1, 120, 60, 60, 10, 10, 5, 500),
+    # harepl's own timings (DESIGN.md table); lease_timeout > lease_local + watchdog + margin
+    "default": Profile("default", 1, 0.05, 20, 10, 5, 1, 1, 0.5, 60, time_format="{:8.2f}"),
+    "fast": Profile("fast", 0.5, 0.02, 7, 3, 2, 0.5, 0.5, 0.25, 30, time_format="{:8.2f}"),
+}
+
+NODE_CMDS = {"power", "network", "cfs", "reboot", "shutdown", "restart-lrm", "crm", "pve-manager-version"}
+
+
+def _read_json(path: Path, default: Any = None, required: bool = False) -> Any:
+    if not path.exists():
+        if required:
+            raise ScenarioError(f"{path.name}: missing (required)")
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path.name}: bad JSON: {exc.msg} (line {exc.lineno})") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path.name}: cannot read: {exc.strerror}") from None
+
+
+DEFAULT_GROUPS = """group: prefer_node1
+\tnodes node1
+\tnofailback 1
+
+group: prefer_node2
+\tnodes node2
+\tnofailback 1
+
+group: prefer_node3
+\tnodes node3
+\tnofailback 1
+"""
+
+
+@dataclass
+class Scenario:
+    hardware: dict[str, NodeHw]
+    cmdlist: list[list[str]]
+    service_config: dict[str, Any]
+    manager_status: dict[str, Any]
+    groups: Any
+    rules: Any
+    datacenter: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def load_scenario(folder: Path) -> Scenario:
+    if not folder.is_dir():
+        raise ScenarioError("not a directory")
+    hw_raw = _read_json(folder / "hardware_status", required=True)
+    if not isinstance(hw_raw, dict) or not hw_raw:
+        raise ScenarioError("hardware_status: expected an object of node -> {power, network}")
+    hardware: dict[str, NodeHw] = {}
+    for node, d in hw_raw.items():
+        if not isinstance(d, dict) or d.get("power") not in ("on", "off") or d.get("network") not in ("on", "off"):
+            raise ScenarioError(f"hardware_status: node '{node}' needs power and network 'on' or 'off'")
+        hardware[node] = NodeHw(power=d["power"], network=d["network"])
+    cmdlist = _read_json(folder / "cmdlist", required=True)
+    if not isinstance(cmdlist, list) or not all(
+        isinstance(b, list) and all(isinstance(c, str) for c in b) for b in cmdlist
+    ):
+        raise ScenarioError("cmdlist: expected a list of lists of command strings")
+    sc = _read_json(folder / "service_config", default={})
+    ms = _read_json(folder / "manager_status", default={}) or {}
+    if not isinstance(ms, dict):
+        raise ScenarioError("manager_status: expected an object")
+    dc = _read_json(folder / "datacenter.cfg", default={}) or {}
+    groups: Any = DEFAULT_GROUPS
+    if (folder / "groups").exists():
+        groups = (folder / "groups").read_text()
+    rules: Any = ""
+    if (folder / "rules_config").exists():
+        rules = (folder / "rules_config").read_text()
+    stats = _read_json(folder / "static_service_stats", default={}) or {}
+    try:
+        services = normalize_service_config(sc)
+        parse_groups(groups)
+        parse_rules(rules)
+    except ConfigError as exc:
+        raise ScenarioError(str(exc)) from None
+    for sid, cd in services.items():
+        if cd["node"] not in hardware:
+            raise ScenarioError(f"service_config: service '{sid}' on unknown node '{cd['node']}'")
+    for batch in cmdlist:
+        for cmd in batch:
+            validate_command(cmd, hardware)
+    return Scenario(hardware, cmdlist, sc, ms, groups, rules, dc, stats)
+
+
+def validate_command(cmd: str, nodes: dict[str, NodeHw]) -> None:
+    parts = cmd.split()
+    if not parts:
+        raise ScenarioError("cmdlist: empty command")
+    head = parts[0]
+
+    def need(n: int) -> None:
+        if len(parts) < n:
+            raise ScenarioError(f"cmdlist: incomplete command '{cmd}'")
+
+    if head == "delay":
+        need(2)
+        if not re.fullmatch(r"\d+(\.\d+)?", parts[1]):
+            raise ScenarioError(f"cmdlist: bad delay '{cmd}'")
+        return
+    if head == "skip-round":
+        need(2)
+        if parts[1] not in ("crm", "lrm") or (len(parts) > 2 and not parts[2].isdigit()):
+            raise ScenarioError(f"cmdlist: bad command '{cmd}' (skip-round crm|lrm [N])")
+        return
+    if head in NODE_CMDS:
+        need(2)
+        if parts[1] not in nodes:
+            raise ScenarioError(f"cmdlist: unknown node '{parts[1]}' in '{cmd}'")
+        if head in ("power", "network"):
+            need(3)
+            if parts[2] not in ("on", "off"):
+                raise ScenarioError(f"cmdlist: bad action in '{cmd}' (on|off)")
+        elif head == "cfs":
+            need(4)
+            if parts[2] not in ("rw", "update") or parts[3] not in ("work", "fail"):
+                raise ScenarioError(f"cmdlist: bad command '{cmd}' (cfs NODE rw|update work|fail)")
+        elif head == "crm":
+            need(3)
+            if parts[2] not in ("stop", "start", "enable-node-maintenance", "disable-node-maintenance",
+                                "disarm-ha", "arm-ha"):
+                raise ScenarioError(f"cmdlist: unknown crm action in '{cmd}'")
+        return
+    if head == "service":
+        need(3)
+        try:
+            parse_sid(parts[1])
+        except ConfigError as exc:
+            raise ScenarioError(f"cmdlist: {exc}") from None
+        action = parts[2]
+        if action in ("started", "stopped", "disabled", "ignored", "enabled", "delete", "lock", "unlock"):
+            return
+        if action in ("migrate", "relocate", "manual-migrate", "add"):
+            need(4)
+            if parts[3] not in nodes:
+                raise ScenarioError(f"cmdlist: unknown node '{parts[3]}' in '{cmd}'")
+            return
+        if action == "stop":
+            need(4)
+            if not parts[3].isdigit():
+                raise ScenarioError(f"cmdlist: bad timeout in '{cmd}'")
+            return
+        if action in ("set-static-stats", "set-dynamic-stats"):
+            return
+        raise ScenarioError(f"cmdlist: unknown service action in '{cmd}'")
+    raise ScenarioError(f"cmdlist: unknown command '{cmd}'")
+
+
+@dataclass
+class NodeRoles:
+    crm_env: SimEnv
+    lrm_env: SimEnv
+    crm: CRM | None = None
+    lrm: LRM | None = None
+    crm_stop: bool = False
+    lrm_restart: bool = False
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, profile: Profile, emit: Callable[[str], None],
+                 max_time_s: float | None = None) -> None:
+        self.profile = profile
+        self.emit = emit
+        self.now = 0.0
+        self.round_count = 0
+        self.skip: dict[str, int] = {"crm": 0, "lrm": 0}
+        self.max_time_s = max_time_s if max_time_s is not None else profile.round_s * 500
+        self.cmdlist = [list(b) for b in scenario.cmdlist]
+        self.hw = Hardware(
+            scenario.hardware, scenario.service_config, scenario.manager_status, scenario.groups,
+            scenario.rules, scenario.datacenter, lock_timeout_s=profile.lock_timeout_s,
+            watchdog_timeout_s=profile.watchdog_s,
+            log=lambda lvl, who, msg: self.log(lvl, who, msg), get_time=lambda: self.now,
+        )
+        self.hw.stats = dict(scenario.stats)
+        self.roles: dict[str, NodeRoles] = {
+            n: NodeRoles(SimEnv(self, n, "crm"), SimEnv(self, n, "lrm")) for n in sorted(scenario.hardware)
+        }
+        self.violation: str | None = None
+        self.test_unsafe_hook: Callable[[Simulation], None] | None = None
+
+    # --- logging -------------------------------------------------------------------------------
+
+    def log(self, level: str, who: str, msg: str, t: float | None = None) -> None:
+        t = self.now if t is None else t
+        ts = self.profile.time_format.format(int(t) if self.profile.name == "pve" else t)
+        self.emit(f"{level:<5} {ts} {who:>12}: {msg}")
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.log("info", "hardware", "starting simulation")
+        last_cmd_time = 0.0
+        next_cmd_at = 0.0
+        p = self.profile
+        while True:
+            start = self.now
+            for node in sorted(self.roles):
+                self._step_node(node)
+            if self.now - start < p.round_s:
+                self.now = start + p.round_s
+            if self.now > self.max_time_s:
+                raise ScenarioError(f"simulation did not end within {self.max_time_s:g} s of virtual time")
+            for r in self.roles.values():
+                r.lrm_env.loop_start_hook()
+                r.crm_env.loop_start_hook()
+            if self.now < next_cmd_at:
+                continue
+            if self.round_count % p.cmd_every_rounds == 0:
+                if not self.cmdlist:
+                    if self.now - last_cmd_time > p.end_after_s:
+                        self.log("info", "hardware", "exit simulation - done")
+                        return
+                    batch: list[str] = []
+                else:
+                    batch = self.cmdlist.pop(0)
+                for cmd in batch:
+                    last_cmd_time = self.now
+                    m = re.fullmatch(r"delay\s+(\d+(?:\.\d+)?)\s*", cmd)
+                    if m:
+                        next_cmd_at = self.now + float(m[1])
+                    else:
+                        self.hardware_cmd(cmd, "cmdlist")
+            self.round_count += 1
+
+    def _check(self) -> None:
+        for sid in sorted({s for r in self.hw.running.values() for s in r}):
+            self.hw.check_single_instance(sid)
+        info, quorate = self.hw.node_info()
+        if quorate:
+            masters = [n for n, r in self.roles.items()
+                       if r.crm is not None and r.crm.state == "master" and info[n]["online"]]
+            if len(masters) > 1:
+                raise InvariantBroken(f"more than one master in the quorate partition: {', '.join(masters)}")
+        if self.test_unsafe_hook is not None:
+            self.test_unsafe_hook(self)
+
+    def _step_node(self, node: str) -> None:
+        r = self.roles[node]
+        if r.crm is not None:
+            if self.skip["crm"] > 0:
+                self.skip["crm"] -= 1
+                self.log("info", "run-loop", "skipping CRM round")
+            else:
+                exit_crm = not r.crm.do_one_iteration()
+                self.now = max(self.now, r.crm_env.cur_time)
+                self._check()
+                if exit_crm:
+                    r.crm_env.log("info", "exit (loop end)")
+                    r.crm = None
+                    shutdown = self.hw.nodes[node].shutdown or ""
+                    if shutdown == "reboot":
+                        self.hardware_cmd(f"power {node} off", "reboot")
+                        self.hardware_cmd(f"power {node} on", "reboot")
+                    elif shutdown == "shutdown":
+                        self.hardware_cmd(f"power {node} off", "shutdown")
+                    r.crm_stop = False
+        if r.lrm is not None:
+            if self.skip["lrm"] > 0:
+                self.skip["lrm"] -= 1
+                self.log("info", "run-loop", "skipping LRM round")
+            else:
+                exit_lrm = not r.lrm.do_one_iteration()
+                self.now = max(self.now, r.lrm_env.cur_time)
+                self._check()
+                if exit_lrm:
+                    r.lrm_env.log("info", "exit (loop end)")
+                    r.lrm = None
+                    shutdown = self.hw.nodes[node].shutdown or ""
+                    if r.lrm_restart:
+                        r.lrm_restart = False
+                        r.lrm = self._new_lrm(r)
+                    elif shutdown in ("reboot", "shutdown"):
+                        # the LRM exits before the CRM, as on a real node
+                        self.hardware_cmd(f"crm {node} stop", shutdown)
+        for n in sorted(self.roles):
+            if not self.hw.watchdog_check(n, self.now):
+                self.hardware_cmd(f"power {n} off", "watchdog")
+                self.log("info", "hardware", f"server '{n}' stopped by poweroff (watchdog)")
+                self.roles[n].crm = None
+                self.roles[n].lrm = None
+
+    def _new_crm(self, r: NodeRoles) -> CRM:
+        p = self.profile
+        return CRM(r.crm_env, round_s=p.crm_round_s, wait_round_s=p.wait_round_s, fence_delay_s=p.fence_delay_s)
+
+    def _new_lrm(self, r: NodeRoles) -> LRM:
+        p = self.profile
+        return LRM(r.lrm_env, active_round_s=p.lrm_round_s, wait_round_s=p.wait_round_s)
+
+    # --- hardware commands -----------------------------------------------------------------------
+
+    def hardware_cmd(self, cmd: str, logid: str) -> None:
+        parts = cmd.split()
+        head = parts[0]
+        self.log("info", logid, f"execute {cmd}")
+        hw = self.hw
+        if head == "skip-round":
+            self.skip[parts[1]] += int(parts[2]) if len(parts) > 2 else 1
+            return
+        if head == "service":
+            self._service_cmd(parts)
+            return
+        node = parts[1]
+        r = self.roles[node]
+        nh = hw.nodes[node]
+        if head == "power":
+            action = parts[2]
+            if nh.power != action:
+                if action == "on":
+                    if r.crm is None:
+                        r.crm = self._new_crm(r)
+                    if r.lrm is None:
+                        r.lrm = self._new_lrm(r)
+                    r.lrm_restart = False
+                    nh.cfs = {}
+                else:
+                    if r.crm is not None:
+                        r.crm_env.log("info", "killed by poweroff")
+                        r.crm = None
+                    if r.lrm is not None:
+                        r.lrm_env.log("info", "killed by poweroff")
+                        r.lrm = None
+                        r.lrm_restart = False
+                    hw.watchdog_reset(node)
+                    hw.running[node] = {}
+            nh.power = action
+            nh.network = action
+            nh.shutdown = None
+        elif head == "network":
+            nh.network = parts[2]
+        elif head == "cfs":
+            nh.cfs[parts[2]] = parts[3] == "work"
+        elif head in ("reboot", "shutdown"):
+            nh.shutdown = head
+            if r.lrm is not None:
+                r.lrm.shutdown()
+        elif head == "restart-lrm":
+            if r.lrm is not None:
+                r.lrm_restart = True
+                r.lrm.shutdown()
+        elif head == "crm":
+            action = parts[2]
+            if action == "stop":
+                if r.crm is not None:
+                    r.crm_stop = True
+                    r.crm.shutdown()
+            elif action == "start":
+                if r.crm is None:
+                    r.crm = self._new_crm(r)
+            elif action in ("enable-node-maintenance", "disable-node-maintenance"):
+                hw.crm_commands.append(f"{action} {node}")
+            else:
+                hw.crm_commands.append(" ".join([action, *parts[3:]]))
+        elif head == "pve-manager-version":
+            nh.version = parts[-1]
+
+    def _service_cmd(self, parts: list[str]) -> None:
+        hw = self.hw
+        sid, action = parts[1], parts[2]
+        try:
+            if action in ("started", "stopped", "disabled", "ignored", "enabled"):
+                hw.update_service_config(sid, {"state": action})
+            elif action in ("migrate", "relocate"):
+                hw.crm_commands.append(f"{action} {sid} {parts[3]}")
+            elif action == "stop":
+                hw.crm_commands.append(f"stop {sid} {parts[3]}")
+            elif action == "add":
+                raw: dict[str, Any] = {"node": parts[3], "state": parts[4] if len(parts) > 4 else "started"}
+                if len(parts) > 5:
+                    raw["failback"] = parts[5]
+                hw.add_service(sid, raw)
+            elif action == "delete":
+                hw.delete_service(sid)
+            elif action == "lock":
+                hw.update_service_config(sid, {"lock": parts[3] if len(parts) > 3 else "backup"})
+            elif action == "unlock":
+                raw_cfg = hw.raw_service_config.get(sid)
+                if raw_cfg is not None and "lock" in raw_cfg and (len(parts) < 4 or raw_cfg["lock"] == parts[3]):
+                    raw = dict(raw_cfg)
+                    raw.pop("lock")
+                    hw.delete_service(sid)
+                    hw.add_service(sid, raw)
+            elif action == "manual-migrate":
+                target = parts[3]
+                cfg = hw.service_config.get(sid)
+                if cfg is not None:
+                    source = cfg["node"]
+                    was_running = bool(hw.running[source].get(sid))
+                    hw.set_running(source, sid, False)
+                    hw.change_service_location(sid, source, target)
+                    if was_running:
+                        hw.set_running(target, sid, True)
+            elif action in ("set-static-stats", "set-dynamic-stats"):
+                hw.stats.setdefault(sid, {}).update(dict(zip(parts[3::2], parts[4::2], strict=False)))
+        except ConfigError as exc:
+            self.log("err", "hardware", f"service command failed - {exc}")
+
+    # --- status for --status-json ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        hw = self.hw
+        return {
+            "time": self.now,
+            "manager_status": hw.manager_status,
+            "lrm_status": hw.lrm_status,
+            "service_config": hw.service_config,
+            "hardware": {n: {"power": h.power, "network": h.network} for n, h in hw.nodes.items()},
+            "running": {n: sorted(s for s, v in r.items() if v) for n, r in hw.running.items()},
+            "crm_state": {n: (r.crm.state if r.crm else None) for n, r in self.roles.items()},
+            "lrm_state": {n: (r.lrm.state if r.lrm else None) for n, r in self.roles.items()},
+            "violation": self.violation,
+        }
