@@ -392,10 +392,11 @@ def rules_remove(rule: str) -> None:
 # ---------------------------------------------------------------- history (harepl extension)
 
 @cli.command()
-@click.option("--after", type=click.IntRange(min=0), default=0, help="Only events after this id.")
+@click.option("--after", type=click.IntRange(min=0), default=None,
+              help="Only events after this seq (default: the latest LIMIT).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @output_format_option
-def events(after: int, limit: int, output_format: str) -> None:
+def events(after: int | None, limit: int, output_format: str) -> None:
     """Show the history of state transitions (oldest first)."""
     data = _call("GET", "/events", after=after, limit=limit)
     _emit(data, output_format, output.events_text(data) if output_format == "text" else None)

@@ -147,17 +147,24 @@ def test_resource_lifecycle(api: LocalApi, client: ApiClient) -> None:
     stored = api.backend.read_state().resources["exec:web"]
     assert stored["params"] == {"command": "sleep 1000"} and stored["max_restart"] == 1
 
+    before = applied(api)
+    expect_error(lambda: client.put("/resources/exec:web", {"delete": ["params.command"]}), 400,
+                 "needs a non-empty parameter 'command'")
+    assert applied(api) == before
+
     client.delete("/resources/exec:web")
     assert api.backend.read_state().resources == {}
 
 
 def test_add_defaults_and_bare_vmid(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "100"})
+    client.post("/resources", {"sid": "fa:100"})
+    client.post("/resources", {"sid": "100", "params": {"backend": "exec", "command": "sleep 100"}})
     client.post("/resources", {"sid": "ocf:dummy", "params": {"agent": "heartbeat/Dummy", "fake": "x"}})
     listed = client.get("/resources")
-    assert [r["sid"] for r in listed] == ["ocf:dummy", "vm:100"]
-    assert listed[1] == {"sid": "vm:100", "type": "vm", "state": "started", "node": "node1",
+    assert [r["sid"] for r in listed] == ["fa:100", "ocf:dummy", "vm:100"]
+    assert listed[0] == {"sid": "fa:100", "type": "fa", "state": "started", "node": "node1",
                          "max_restart": 1, "max_relocate": 1, "failback": True, "params": {}}
+    assert listed[2]["type"] == "vm"
     assert [r["sid"] for r in client.get("/resources", type="ocf")] == ["ocf:dummy"]
 
 
@@ -166,18 +173,21 @@ def test_add_defaults_and_bare_vmid(api: LocalApi, client: ApiClient) -> None:
     ({"sid": "exec"}, 400, "expected TYPE:NAME"),
     ({"sid": "vm:abc"}, 400, "numeric id"),
     ({"sid": "exec:a b", "params": {"command": "x"}}, 400, "name may use"),
-    ({"sid": "exec:web"}, 400, "needs a command"),
-    ({"sid": "ocf:d", "params": {"agent": "Dummy"}}, 400, "PROVIDER/TYPE"),
-    ({"sid": "vm:1", "state": "running"}, 400, "state must be one of"),
-    ({"sid": "vm:1", "max_restart": -1}, 400, "max_restart must be between 0"),
-    ({"sid": "vm:1", "max_relocate": "many"}, 400, "max_relocate must be an integer"),
-    ({"sid": "vm:1", "failback": "perhaps"}, 400, "failback must be a boolean"),
-    ({"sid": "vm:1", "node": "node9"}, 400, "no such cluster node 'node9'"),
-    ({"sid": "vm:1", "group": "nogroup"}, 400, "HA group 'nogroup' does not exist"),
-    ({"sid": "vm:1", "colour": "red"}, 400, "unknown resource property 'colour'"),
-    ({"sid": "vm:1", "comment": "two\nlines"}, 400, "one line"),
-    ({"sid": "vm:1", "params": {"bad key": "x"}}, 400, "invalid parameter name"),
-    ({"sid": "vm:1", "type": "ct"}, 400, "does not match"),
+    # the agent factory's own reasons: a config no node could run is refused at once
+    ({"sid": "exec:web"}, 400, "exec:web: exec service needs a non-empty parameter 'command'"),
+    ({"sid": "ocf:d", "params": {"agent": "Dummy"}}, 400, "must be 'provider/type'"),
+    ({"sid": "ocf:d", "params": {"agent": "heartbeat/NoSuchAgent"}}, 400, "not found"),
+    ({"sid": "vm:100"}, 400, "needs parameter(s) config"),
+    ({"sid": "fa:1", "state": "running"}, 400, "state must be one of"),
+    ({"sid": "fa:1", "max_restart": -1}, 400, "max_restart must be between 0"),
+    ({"sid": "fa:1", "max_relocate": "many"}, 400, "max_relocate must be an integer"),
+    ({"sid": "fa:1", "failback": "perhaps"}, 400, "failback must be a boolean"),
+    ({"sid": "fa:1", "node": "node9"}, 400, "no such cluster node 'node9'"),
+    ({"sid": "fa:1", "group": "nogroup"}, 400, "HA group 'nogroup' does not exist"),
+    ({"sid": "fa:1", "colour": "red"}, 400, "unknown resource property 'colour'"),
+    ({"sid": "fa:1", "comment": "two\nlines"}, 400, "one line"),
+    ({"sid": "fa:1", "params": {"bad key": "x"}}, 400, "invalid parameter name"),
+    ({"sid": "fa:1", "type": "ct"}, 400, "does not match"),
     ([1, 2], 400, "must be a JSON object"),
 ])
 def test_bad_resource_add_is_refused_without_writing(api: LocalApi, client: ApiClient,
@@ -189,63 +199,63 @@ def test_bad_resource_add_is_refused_without_writing(api: LocalApi, client: ApiC
 
 
 def test_conflicts_and_unknown_objects(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
+    client.post("/resources", {"sid": "fa:100"})
     before = applied(api)
-    expect_error(lambda: client.post("/resources", {"sid": "vm:100"}), 409, "'vm:100' already defined")
-    expect_error(lambda: client.get("/resources/vm:101"), 404, "no such resource 'vm:101'")
-    expect_error(lambda: client.put("/resources/vm:101", {"state": "stopped"}), 404, "no such resource")
-    expect_error(lambda: client.delete("/resources/vm:101"), 404, "no such resource")
-    expect_error(lambda: client.post("/resources/vm:101/migrate", {"node": "node2"}), 404, "no such resource")
-    expect_error(lambda: client.put("/resources/vm:100", {}), 400, "nothing to change")
-    expect_error(lambda: client.put("/resources/vm:100", {"comment": "x", "delete": ["comment"]}), 400,
+    expect_error(lambda: client.post("/resources", {"sid": "fa:100"}), 409, "'fa:100' already defined")
+    expect_error(lambda: client.get("/resources/fa:101"), 404, "no such resource 'fa:101'")
+    expect_error(lambda: client.put("/resources/fa:101", {"state": "stopped"}), 404, "no such resource")
+    expect_error(lambda: client.delete("/resources/fa:101"), 404, "no such resource")
+    expect_error(lambda: client.post("/resources/fa:101/migrate", {"node": "node2"}), 404, "no such resource")
+    expect_error(lambda: client.put("/resources/fa:100", {}), 400, "nothing to change")
+    expect_error(lambda: client.put("/resources/fa:100", {"comment": "x", "delete": ["comment"]}), 400,
                  "cannot set and delete 'comment'")
-    expect_error(lambda: client.put("/resources/vm:100", {"delete": ["type"]}), 400, "cannot delete 'type'")
+    expect_error(lambda: client.put("/resources/fa:100", {"delete": ["type"]}), 400, "cannot delete 'type'")
     assert applied(api) == before
 
 
 def test_store_rejection_is_a_409_with_applys_message(api: LocalApi) -> None:
     # the API's own checks normally catch this first; the store stays the authority
-    api.backend.submit({"op": "resource_add", "sid": "vm:5", "config": {"type": "vm", "node": "node1"}})
-    result = api.backend.submit({"op": "resource_add", "sid": "vm:5", "config": {"type": "vm", "node": "node1"}})
-    assert not result.ok and result.error == "service 'vm:5' already exists"
+    api.backend.submit({"op": "resource_add", "sid": "fa:5", "config": {"type": "fa", "node": "node1"}})
+    result = api.backend.submit({"op": "resource_add", "sid": "fa:5", "config": {"type": "fa", "node": "node1"}})
+    assert not result.ok and result.error == "service 'fa:5' already exists"
 
 
 # ---------------------------------------------------------------- crm commands
 
 def test_crm_commands_are_queued(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
-    client.post("/resources/vm:100/migrate", {"node": "node2"})
-    client.post("/resources/vm:100/relocate", {"node": "node3"})
-    client.post("/resources/vm:100/stop", {"timeout": 30})
+    client.post("/resources", {"sid": "fa:100"})
+    client.post("/resources/fa:100/migrate", {"node": "node2"})
+    client.post("/resources/fa:100/relocate", {"node": "node3"})
+    client.post("/resources/fa:100/stop", {"timeout": 30})
     client.post("/nodes/node2/maintenance", {"enable": True})
     client.post("/nodes/node2/maintenance", {"enable": False})
     assert [cmd for _seq, cmd in reads.crm_commands(api.backend.conn)] == [
-        "migrate vm:100 node2", "relocate vm:100 node3", "stop vm:100 30",
+        "migrate fa:100 node2", "relocate fa:100 node3", "stop fa:100 30",
         "enable-node-maintenance node2", "disable-node-maintenance node2"]
 
 
 def test_bad_crm_commands(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
+    client.post("/resources", {"sid": "fa:100"})
     before = applied(api)
-    expect_error(lambda: client.post("/resources/vm:100/migrate", {}), 400, "needs a target node")
-    expect_error(lambda: client.post("/resources/vm:100/migrate", {"node": "nodeX"}), 400, "no such cluster node")
-    expect_error(lambda: client.post("/resources/vm:100/stop", {"timeout": -5}), 400, "timeout must be between")
-    expect_error(lambda: client.post("/resources/vm:100/stop", {}), 400, "needs a timeout")
+    expect_error(lambda: client.post("/resources/fa:100/migrate", {}), 400, "needs a target node")
+    expect_error(lambda: client.post("/resources/fa:100/migrate", {"node": "nodeX"}), 400, "no such cluster node")
+    expect_error(lambda: client.post("/resources/fa:100/stop", {"timeout": -5}), 400, "timeout must be between")
+    expect_error(lambda: client.post("/resources/fa:100/stop", {}), 400, "needs a timeout")
     expect_error(lambda: client.post("/nodes/node7/maintenance", {"enable": True}), 400, "no such cluster node")
     expect_error(lambda: client.post("/nodes/node2/maintenance", {"enable": "maybe"}), 400, "boolean")
     assert applied(api) == before
 
 
 def test_service_in_error_state_must_be_disabled_first(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
+    client.post("/resources", {"sid": "fa:100"})
     api.backend.write_manager_status("node1", {
         "master_node": "node1", "node_status": {"node1": "online"},
-        "service_status": {"vm:100": {"state": "error", "node": "node1", "uid": "u1"}}})
-    expect_error(lambda: client.post("/resources/vm:100/migrate", {"node": "node2"}), 409,
-                 "service 'vm:100' in error state, must be disabled and fixed first")
-    expect_error(lambda: client.put("/resources/vm:100", {"state": "started"}), 409, "error state")
-    client.put("/resources/vm:100", {"state": "disabled"})
-    assert api.backend.read_state().resources["vm:100"]["state"] == "disabled"
+        "service_status": {"fa:100": {"state": "error", "node": "node1", "uid": "u1"}}})
+    expect_error(lambda: client.post("/resources/fa:100/migrate", {"node": "node2"}), 409,
+                 "service 'fa:100' in error state, must be disabled and fixed first")
+    expect_error(lambda: client.put("/resources/fa:100", {"state": "started"}), 409, "error state")
+    client.put("/resources/fa:100", {"state": "disabled"})
+    assert api.backend.read_state().resources["fa:100"]["state"] == "disabled"
 
 
 # ---------------------------------------------------------------- groups and rules
@@ -258,10 +268,10 @@ def test_groups_crud(api: LocalApi, client: ApiClient) -> None:
     client.put("/groups/web", {"delete": ["restricted"]})
     assert api.backend.read_state().groups["web"] == {"nodes": {"node1": 2, "node2": 0}, "restricted": False,
                                                       "nofailback": True, "comment": "front"}
-    client.post("/resources", {"sid": "vm:100", "group": "web"})
-    expect_error(lambda: client.delete("/groups/web"), 409, "used by resource(s) vm:100")
+    client.post("/resources", {"sid": "fa:100", "group": "web"})
+    expect_error(lambda: client.delete("/groups/web"), 409, "used by resource(s) fa:100")
     expect_error(lambda: client.post("/groups", {"group": "web", "nodes": "node1"}), 409, "already defined")
-    client.put("/resources/vm:100", {"delete": "group"})
+    client.put("/resources/fa:100", {"delete": "group"})
     client.delete("/groups/web")
     assert client.get("/groups") == []
 
@@ -281,23 +291,23 @@ def test_bad_groups(api: LocalApi, client: ApiClient, body: dict[str, Any], frag
 
 
 def test_rules_crud(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
-    client.post("/resources", {"sid": "vm:101"})
+    client.post("/resources", {"sid": "fa:100"})
+    client.post("/resources", {"sid": "fa:101"})
     client.post("/rules", {"rule": "keep-apart", "type": "resource-affinity",
-                           "resources": "vm:100,vm:101", "affinity": "negative"})
-    client.post("/rules", {"rule": "pin", "type": "node-affinity", "resources": ["vm:100"],
+                           "resources": "fa:100,fa:101", "affinity": "negative"})
+    client.post("/rules", {"rule": "pin", "type": "node-affinity", "resources": ["fa:100"],
                            "nodes": {"node1": 1}, "strict": True})
     assert [r["rule"] for r in client.get("/rules")] == ["keep-apart", "pin"]
     assert [r["rule"] for r in client.get("/rules", type="node-affinity")] == ["pin"]
-    assert [r["rule"] for r in client.get("/rules", resource="vm:101")] == ["keep-apart"]
+    assert [r["rule"] for r in client.get("/rules", resource="fa:101")] == ["keep-apart"]
     client.put("/rules/pin", {"disable": 1, "nodes": "node2:3"})
-    assert client.get("/rules/pin") == {"rule": "pin", "type": "node-affinity", "resources": ["vm:100"],
+    assert client.get("/rules/pin") == {"rule": "pin", "type": "node-affinity", "resources": ["fa:100"],
                                         "nodes": {"node2": 3}, "strict": True, "disable": True}
     expect_error(lambda: client.put("/rules/pin", {"type": "resource-affinity"}), 400, "type cannot change")
-    expect_error(lambda: client.post("/rules", {"rule": "x", "type": "node-affinity", "resources": "vm:999",
-                                                "nodes": "node1"}), 400, "unmanaged resource(s) vm:999")
+    expect_error(lambda: client.post("/rules", {"rule": "x", "type": "node-affinity", "resources": "fa:999",
+                                                "nodes": "node1"}), 400, "unmanaged resource(s) fa:999")
     expect_error(lambda: client.post("/rules", {"rule": "y", "type": "resource-affinity",
-                                                "resources": "vm:100"}), 400, "affinity positive or negative")
+                                                "resources": "fa:100"}), 400, "affinity positive or negative")
     expect_error(lambda: client.post("/rules", {"rule": "z", "type": "colocation"}), 400, "rule type must be")
     client.delete("/rules/pin")
     expect_error(lambda: client.get("/rules/pin"), 404, "HA rule 'pin' does not exist")
@@ -308,7 +318,7 @@ def test_rules_crud(api: LocalApi, client: ApiClient) -> None:
 def test_status_views(api: LocalApi, client: ApiClient) -> None:
     now = time.time()
     client.post("/resources", {"sid": "exec:web", "params": {"command": "sleep 1"}, "node": "node2"})
-    client.post("/resources", {"sid": "vm:100", "state": "stopped"})
+    client.post("/resources", {"sid": "fa:100", "state": "stopped"})
     api.backend.write_manager_status("node1", {
         "master_node": "node1", "timestamp": now,
         "node_status": {"node1": "online", "node2": "online", "node3": "unknown"},
@@ -324,7 +334,7 @@ def test_status_views(api: LocalApi, client: ApiClient) -> None:
         f"lrm node2 (active, {stamp})",
         "lrm node3 (unable to read lrm status)",
         "service exec:web (node2, started)",
-        "service vm:100 (node1, queued)",
+        "service fa:100 (node1, queued)",
     ]
     full = client.get("/status/manager_status")
     assert full["quorum"] == {"node": "node1", "quorate": True}
@@ -337,8 +347,8 @@ def test_status_views(api: LocalApi, client: ApiClient) -> None:
 
 
 def test_events_history(api: LocalApi, client: ApiClient) -> None:
-    client.post("/resources", {"sid": "vm:100"})
-    client.post("/resources/vm:100/migrate", {"node": "node2"})
+    client.post("/resources", {"sid": "fa:100"})
+    client.post("/resources/fa:100/migrate", {"node": "node2"})
     events = client.get("/events")
     assert [e["op"] for e in events][-2:] == ["resource_add", "crm_command_enqueue"]
     last_seq = events[-1]["seq"]
@@ -380,6 +390,6 @@ def test_no_quorum_refuses_writes_with_503(api: LocalApi, client: ApiClient) -> 
 
     backend.read_state = minority  # type: ignore[method-assign]
     before = applied(api)
-    expect_error(lambda: client.post("/resources", {"sid": "vm:100"}), 503, "no quorum on node 'node1'")
+    expect_error(lambda: client.post("/resources", {"sid": "fa:100"}), 503, "no quorum on node 'node1'")
     assert applied(api) == before
     assert client.get("/status/current")[0]["status"] == "No quorum on node 'node1'!"

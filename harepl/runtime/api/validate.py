@@ -8,6 +8,7 @@ Nothing here does I/O, so a bad request is refused before anything is submitted.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from harepl.runtime.api.backend import ClusterState
@@ -181,11 +182,19 @@ def _parse_delete(raw: Any, allowed: tuple[str, ...], extra_prefix: str | None =
 
 # ---------------------------------------------------------------- resources
 
-def check_agent_params(kind: str, params: dict[str, str]) -> None:
-    if kind == "exec" and not params.get("command", "").strip():
-        raise bad_request("an exec service needs a command (--command 'CMD')")
-    if kind == "ocf" and not re.fullmatch(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+", params.get("agent", "")):
-        raise bad_request("an ocf service needs an agent as PROVIDER/TYPE (--agent heartbeat/Dummy)")
+def check_agent_params(sid: str, config: dict[str, Any]) -> None:
+    """Refuse a config no agent could run, with the agent factory's own one-line reason.
+
+    Builds the agent as a node would (parsing only; for OCF it also looks up the agent
+    script under OCF_ROOT) and throws it away.
+    """
+    from harepl.runtime.agents.base import AgentConfigError
+    from harepl.runtime.agents.factory import AgentContext, agent_for
+
+    try:
+        agent_for(sid, config, AgentContext(node=str(config.get("node", "")), run_dir=Path("/nonexistent")))
+    except AgentConfigError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _resource_fields(body: dict[str, Any], state: ClusterState) -> dict[str, Any]:
@@ -222,7 +231,7 @@ def resource_add(body: Any, state: ClusterState) -> dict[str, Any]:
     config: dict[str, Any] = {"type": kind, "state": "started", "node": state.node, **RESOURCE_DEFAULTS}
     config.update(_resource_fields(body, state))
     config.setdefault("params", {})
-    check_agent_params(kind, config["params"])
+    check_agent_params(sid, config)
     if state.nodes and config["node"] not in state.nodes:
         raise bad_request(f"no such cluster node '{config['node']}'")
     return {"op": "resource_add", "sid": sid, "config": config}
@@ -268,7 +277,7 @@ def resource_set(raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]
             changes[key] = RESOURCE_DEFAULTS[key]
         else:
             store_delete.append(key)
-    check_agent_params(kind, params)
+    check_agent_params(sid, {**current, **changes, "params": params})
     if "params" in changes or params != dict(current.get("params") or {}):
         changes["params"] = params
     command: dict[str, Any] = {"op": "resource_set", "sid": sid, "changes": changes}
