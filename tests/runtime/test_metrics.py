@@ -33,31 +33,31 @@ def scrape(api: LocalApi) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def test_state_metrics_follow_the_store(api: LocalApi) -> None:
     client = ApiClient(api.socket_path)
-    client.post("/resources", {"sid": "vm:100"})
-    client.post("/resources", {"sid": "vm:101"})
+    client.post("/resources", {"sid": "fa:100"})
+    client.post("/resources", {"sid": "fa:101"})
     api.backend.write_manager_status("node2", {
         "master_node": "node2", "timestamp": time.time(),
         "node_status": {"node1": "online", "node2": "online", "node3": "fence"},
-        "service_status": {"vm:100": {"state": "started", "node": "node1", "uid": "a"},
-                           "vm:101": {"state": "fence", "node": "node3", "uid": "b"}}})
+        "service_status": {"fa:100": {"state": "started", "node": "node1", "uid": "a"},
+                           "fa:101": {"state": "fence", "node": "node3", "uid": "b"}}})
     m = scrape(api)
     assert m[("harepl_quorate", ())] == 1
     assert m[("harepl_master", (("node", "node2"),))] == 1
     assert ("harepl_master", (("node", "node1"),)) not in m
     assert m[("harepl_node_state", (("harepl_node_state", "fence"), ("node", "node3")))] == 1
     assert m[("harepl_node_state", (("harepl_node_state", "online"), ("node", "node3")))] == 0
-    assert m[("harepl_service_state", (("harepl_service_state", "started"), ("sid", "vm:100")))] == 1
+    assert m[("harepl_service_state", (("harepl_service_state", "started"), ("sid", "fa:100")))] == 1
     assert m[("harepl_services", (("state", "fence"),))] == 1
     assert m[("harepl_services", (("state", "stopped"),))] == 0
 
     # the master moves and a service goes away: stale labels disappear
     api.backend.write_manager_status("node1", {
         "master_node": "node1", "timestamp": time.time(), "node_status": {"node1": "online"},
-        "service_status": {"vm:100": {"state": "stopped", "node": "node1", "uid": "c"}}})
+        "service_status": {"fa:100": {"state": "stopped", "node": "node1", "uid": "c"}}})
     m = scrape(api)
     assert m[("harepl_master", (("node", "node1"),))] == 1
     assert ("harepl_master", (("node", "node2"),)) not in m
-    assert not any(name == "harepl_service_state" and ("sid", "vm:101") in labels for name, labels in m)
+    assert not any(name == "harepl_service_state" and ("sid", "fa:101") in labels for name, labels in m)
 
 
 def test_pushed_metrics(api: LocalApi) -> None:
