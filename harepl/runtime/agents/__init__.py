@@ -14,7 +14,7 @@ API (everything here is importable from ``harepl.runtime.agents``):
   is bounded by ``agent.timeouts`` (params ``timeout_<action>_s``).
 - ``ActionRunner(max_workers=4, on_result=None)``: ``submit(sid, action, fn, uid)``,
   ``submit_agent(agent, action, uid, target)``, ``collect() -> [ActionResult]`` (non-blocking),
-  ``busy(sid)``, ``shutdown()``.
+  ``busy(sid)``, ``drop_pending()``, ``shutdown()``.
 - ``ServiceMonitor(runner, interval_s)``: ``watch(sid, agent)``, ``unwatch(sid)``,
   ``poll() -> [ActionResult]`` (services found not running).
 - ``systemd_available()``; ``reap_children()`` (called by the exec agent itself).

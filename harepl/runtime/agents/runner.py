@@ -109,6 +109,14 @@ class ActionRunner:
         with self._lock:
             return len(self._pending_actions) + len(self._pending_monitors)
 
+    def drop_pending(self) -> int:
+        """Forget every queued (not yet running) job; returns how many were dropped."""
+        with self._lock:
+            n = len(self._pending_actions) + len(self._pending_monitors)
+            self._pending_actions.clear()
+            self._pending_monitors.clear()
+        return n
+
     def shutdown(self, wait: bool = True, timeout_s: float | None = None) -> None:
         """Refuse new jobs, drop pending ones, optionally wait for running ones."""
         with self._lock:
