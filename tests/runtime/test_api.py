@@ -332,7 +332,8 @@ def test_status_views(api: LocalApi, client: ApiClient) -> None:
         f"master node1 (active, {stamp})",
         f"lrm node1 (maintenance mode, {stamp})",
         f"lrm node2 (active, {stamp})",
-        "lrm node3 (unable to read lrm status)",
+        # core's status_view (Proxmox prints "(unable to read lrm status)" here)
+        "lrm node3 (unknown, unknown)",
         "service exec:web (node2, started)",
         "service fa:100 (node1, queued)",
     ]
@@ -393,3 +394,60 @@ def test_no_quorum_refuses_writes_with_503(api: LocalApi, client: ApiClient) -> 
     expect_error(lambda: client.post("/resources", {"sid": "fa:100"}), 503, "no quorum on node 'node1'")
     assert applied(api) == before
     assert client.get("/status/current")[0]["status"] == "No quorum on node 'node1'!"
+
+
+def test_status_marks_a_silent_lrm(api: LocalApi, client: ApiClient) -> None:
+    now = time.time()
+    api.backend.write_manager_status("node1", {"master_node": "node1", "timestamp": now,
+                                               "node_status": {"node1": "online", "node2": "online"},
+                                               "service_status": {}})
+    old = now - 100   # display only: a wall-clock age shown to the operator
+    api.backend.write_lrm_status("node2", {"mode": "active", "state": "active", "results": {}, "timestamp": old})
+    lines = [f"{e['type']} {e['status']}" for e in client.get("/status/current")]
+    assert f"lrm node2 (old timestamp - dead?, {time.ctime(old)})" in lines
+
+
+def _as_nobody(action: Any) -> int:
+    """Run `action()` in a forked child as uid/gid 65534; return its exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 99
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = action()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another uid")
+def test_other_users_are_refused(api: LocalApi) -> None:
+    os.chmod(os.path.dirname(api.socket_path), 0o755)   # so only the socket's own mode protects it
+
+    def connect() -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(api.socket_path)
+            except PermissionError:
+                return 0
+            return 1
+
+    assert _as_nobody(connect) == 0, "the 0600 socket let another user connect"
+
+    # defence in depth: even with the mode opened up, the peer's uid is checked
+    os.chmod(api.socket_path, 0o666)
+
+    def request() -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(api.socket_path)
+            try:
+                sock.sendall(b"GET /status HTTP/1.0\r\n\r\n")
+                answer = sock.recv(100)
+            except (BrokenPipeError, ConnectionResetError):
+                return 0
+            return 0 if answer == b"" else 2
+
+    assert _as_nobody(request) == 0, "a peer with another uid got an answer"
