@@ -42,8 +42,11 @@ class ShutdownDecision:
     log: tuple[tuple[str, str], ...]
 
 
-def decide_shutdown(shutdown: bool, reboot: bool, policy: str | None) -> ShutdownDecision:
-    """What the LRM does on a shutdown request (node shutdown/reboot or LRM restart)."""
+def decide_shutdown(
+    shutdown: bool, reboot: bool, policy: str | None, manual_maintenance: bool = False
+) -> ShutdownDecision:
+    """What the LRM does on a shutdown request (node shutdown/reboot or LRM restart).
+    A node in manually requested maintenance stays in maintenance whatever the policy."""
     logs: list[tuple[str, str]] = []
     policy = policy or "conditional"
     if shutdown:
@@ -61,6 +64,10 @@ def decide_shutdown(shutdown: bool, reboot: bool, policy: str | None) -> Shutdow
     else:
         logs.append(("err", f"unknown shutdown policy '{policy}', fall back to conditional"))
         freeze_all = reboot
+    if shutdown and manual_maintenance:
+        kind = "reboot" if reboot else "shutdown"
+        logs.append(("info", f"{kind} LRM, ignore {policy} policy as manual maintenance mode is enabled"))
+        return ShutdownDecision("maintenance", False, tuple(logs))
     stop_all = shutdown and not maintenance
     if shutdown:
         kind = "reboot" if reboot else "shutdown"

@@ -51,6 +51,15 @@ class ManagerPorts(Protocol):
 
     def fence_lock(self, node: str) -> bool: ...
 
+    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None: ...
+
+
+# guest locks that are safe to drop once the node that held them was fenced (reset)
+REMOVABLE_LOCKS_AFTER_FENCE = [
+    "backup", "mounted", "migrate", "clone", "rollback", "snapshot", "snapshot-delete",
+    "suspending", "suspended",
+]
+
 
 @dataclass(frozen=True)
 class ManagerView:
@@ -556,6 +565,9 @@ class Manager:
             else:
                 msg = f"recover service '{sid}' from fenced node '{fenced_node}' to node '{recovery_node}'"
             self._log("info", msg)
+            removed = self.ports.remove_locks(sid, list(REMOVABLE_LOCKS_AFTER_FENCE), fenced_node)
+            if removed:
+                self._log("warning", f"removed leftover lock '{removed}' from recovered service '{sid}' to allow its start.")
             self.effects.append(Effect("steal_service", sid, current_node=fenced_node, new_node=recovery_node))
             cd["node"] = recovery_node
             if sid in sc:

@@ -30,6 +30,10 @@ class _Ports:
     def fence_lock(self, node: str) -> bool:
         return self.env.get_ha_agent_lock(node)
 
+    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None:
+        agent = self.env.resource_agent(sid)
+        return agent.remove_locks(sid, locks, fenced_node) if agent is not None else None
+
 
 class CRM:
     def __init__(self, env: Env, round_s: float = 10.0, wait_round_s: float = 5.0,

@@ -85,7 +85,7 @@ class LRM:
             policy = env.get_datacenter_settings().get("ha", {}).get("shutdown_policy")
         except StoreUnavailableError:
             policy = None
-        decision = core.decide_shutdown(shutdown, reboot, policy)
+        decision = core.decide_shutdown(shutdown, reboot, policy, manual_maintenance=self.mode == "maintenance")
         if decision.stop_all:
             # always stop the local services on a node shutdown, reboot or poweroff
             for sid in sorted(self.service_status):

@@ -248,8 +248,13 @@ class Simulation:
         p = self.profile
         while True:
             start = self.now
+            skip_now = {role: self.skip[role] > 0 for role in ("crm", "lrm")}
+            for role, skipping in skip_now.items():
+                if skipping:
+                    self.skip[role] -= 1
+                    self.log("info", "run-loop", f"skipping {role.upper()} round")
             for node in sorted(self.roles):
-                self._step_node(node)
+                self._step_node(node, skip_now)
             if self.now - start < p.round_s:
                 self.now = start + p.round_s
             if self.now > self.max_time_s:
@@ -288,13 +293,10 @@ class Simulation:
         if self.test_unsafe_hook is not None:
             self.test_unsafe_hook(self)
 
-    def _step_node(self, node: str) -> None:
+    def _step_node(self, node: str, skip: dict[str, bool]) -> None:
         r = self.roles[node]
         if r.crm is not None:
-            if self.skip["crm"] > 0:
-                self.skip["crm"] -= 1
-                self.log("info", "run-loop", "skipping CRM round")
-            else:
+            if not skip["crm"]:
                 exit_crm = not r.crm.do_one_iteration()
                 self.now = max(self.now, r.crm_env.cur_time)
                 self._check()
@@ -309,10 +311,7 @@ class Simulation:
                         self.hardware_cmd(f"power {node} off", "shutdown")
                     r.crm_stop = False
         if r.lrm is not None:
-            if self.skip["lrm"] > 0:
-                self.skip["lrm"] -= 1
-                self.log("info", "run-loop", "skipping LRM round")
-            else:
+            if not skip["lrm"]:
                 exit_lrm = not r.lrm.do_one_iteration()
                 self.now = max(self.now, r.lrm_env.cur_time)
                 self._check()
