@@ -72,7 +72,7 @@ def normalize_service(sid: str, raw: Mapping[str, Any]) -> ServiceConfig:
     }
     for key in ("group", "comment", "lock"):
         if raw.get(key) is not None:
-            cfg[key] = str(raw[key])  # type: ignore[literal-required]
+            cfg[key] = str(raw[key])  # type: ignore[literal-required,unused-ignore]
     if isinstance(raw.get("params"), Mapping):
         cfg["params"] = {str(k): str(v) for k, v in raw["params"].items()}
     return cfg

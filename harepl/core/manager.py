@@ -99,12 +99,12 @@ def new_uid(seed: str, state: str, counter: int) -> str:
 
 class Manager:
     def __init__(self, nodename: str, old_ms: ManagerStatus, fence_delay_s: float = 60.0) -> None:
-        old = copy.deepcopy(dict(old_ms))
+        old: ManagerStatus = copy.deepcopy(old_ms)
         self.nodename = nodename
         self.ns = NodeStatus(old.get("node_status", {}), fence_delay_s=fence_delay_s)
         self.ss: dict[str, ServiceStatus] = dict(old.get("service_status", {}))
         self.node_request: dict[str, dict[str, int]] | None = (
-            dict(old["node_request"]) if "node_request" in old else None  # type: ignore[arg-type]
+            {n: {"maintenance": int(r["maintenance"])} if "maintenance" in r else {} for n, r in old["node_request"].items()} if "node_request" in old else None
         )
         self.uid_counter = 0
         self.uid_seed = f"{nodename}|{old.get('timestamp', 0)}|{sorted(self.ss)}"
@@ -128,7 +128,7 @@ class Manager:
     def _recompute_usage(self) -> None:
         self.usage = BasicUsage(self.ns.list_online_nodes())
         for sid in sorted(self.ss):
-            self.usage.add_service_usage(sid, self.ss[sid])  # type: ignore[arg-type]
+            self.usage.add_service_usage(sid, self.ss[sid])  # type: ignore[arg-type,unused-ignore]
 
     def _change_state(self, sid: str, new_state: str, **params: str | int) -> None:
         sd = self.ss[sid]
@@ -146,7 +146,7 @@ class Manager:
         new["uid"] = self._uid(new_state)
         self.ss[sid] = new
         self.usage.remove_service_usage(sid)
-        self.usage.add_service_usage(sid, new)  # type: ignore[arg-type]
+        self.usage.add_service_usage(sid, new)  # type: ignore[arg-type,unused-ignore]
         suffix = f"  ({text})" if text else ""
         self._log("info", f"service '{sid}': state changed from '{old_state}' to '{new_state}'{suffix}")
 
@@ -182,12 +182,12 @@ class Manager:
         for sid in sorted(sc):
             if sid in self.ss:
                 continue
-            cd = sc[sid]
-            if cd["state"] == "ignored":
+            new_cd = sc[sid]
+            if new_cd["state"] == "ignored":
                 continue
-            self._log("info", f"adding new service '{sid}' on node '{cd['node']}'")
-            state = "request_start" if cd["state"] == "started" else "request_stop"
-            self.ss[sid] = {"state": state, "node": cd["node"], "uid": self._uid("started")}
+            self._log("info", f"adding new service '{sid}' on node '{new_cd['node']}'")
+            state = "request_start" if new_cd["state"] == "started" else "request_stop"
+            self.ss[sid] = {"state": state, "node": new_cd["node"], "uid": self._uid("started")}
 
         for sid in sorted(self.ss):
             if sid in sc and sc[sid]["state"] != "ignored":
@@ -283,7 +283,7 @@ class Manager:
         return ManagerResult(ms, self.effects)
 
     def _update_scheduler_mode(self, dc: DatacenterConfig) -> None:
-        crs: dict[str, object] = dict(dc.get("crs", {}))  # type: ignore[arg-type]
+        crs: dict[str, object] = dict(dc.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
         self.rebalance_on_request_start = bool(crs.get("ha-rebalance-on-start") or crs.get("ha_rebalance_on_start"))
         new_mode = str(crs.get("ha") or "basic")
         if self.scheduler is None:
@@ -381,7 +381,7 @@ class Manager:
             ec = lrm_res["exit_code"]
             req_state = "started" if cd["state"] == "started" else "request_stop"
             if ec == SUCCESS:
-                self._change_state(sid, req_state, node=sd["target"])  # type: ignore[typeddict-item]
+                self._change_state(sid, req_state, node=sd.get("target", sd["node"]))
                 return
             if ec == EWRONG_NODE:
                 self._log("err", f"service '{sid}' - migration failed: service registered on wrong node!")

@@ -49,7 +49,12 @@ PROFILES: dict[str, Profile] = {
     # harepl's own timings (DESIGN.md table); lease_timeout > lease_local + watchdog + margin
     "default": Profile("default", 1, 0.05, 20, 10, 5, 1, 1, 0.5, 60, time_format="{:8.2f}"),
     "fast": Profile("fast", 0.5, 0.02, 7, 3, 2, 0.5, 0.5, 0.25, 30, time_format="{:8.2f}"),
+    # DELIBERATELY UNSAFE, for tests of the invariant checker only: the lease expires
+    # (30 s) before the watchdog of a cut-off node fires (60 s), so the CRM may recover a
+    # service that still runs on the isolated node. Never use it for anything else.
+    "unsafe-short-lease": Profile("unsafe-short-lease", 20, 1, 30, 60, 10, 10, 10, 5, 500),
 }
+SAFE_PROFILES = ("pve", "default", "fast")
 
 NODE_CMDS = {"power", "network", "cfs", "reboot", "shutdown", "restart-lrm", "crm", "pve-manager-version"}
 
@@ -236,7 +241,7 @@ class Simulation:
 
     def log(self, level: str, who: str, msg: str, t: float | None = None) -> None:
         t = self.now if t is None else t
-        ts = self.profile.time_format.format(int(t) if self.profile.name == "pve" else t)
+        ts = self.profile.time_format.format(int(t) if "d}" in self.profile.time_format else t)
         self.emit(f"{level:<5} {ts} {who:>12}: {msg}")
 
     # --- the loop ---------------------------------------------------------------------------------
