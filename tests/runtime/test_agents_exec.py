@@ -10,7 +10,16 @@ import textwrap
 
 import pytest
 
-from harepl.runtime.agents import ERROR, SUCCESS, AgentContext, ExecAgent, Status, agent_for, proc
+from harepl.runtime.agents import (
+    EINVALID_PARAMETER,
+    ERROR,
+    SUCCESS,
+    AgentContext,
+    ExecAgent,
+    Status,
+    agent_for,
+    proc,
+)
 from tests.support import wait_until
 
 
@@ -166,3 +175,13 @@ def test_offline_migrate_stops_here(ctx, agents):
     res = a.migrate("node2")
     assert res.ok and res.action == "migrate" and "offline" in res.message
     assert a.status() is Status.STOPPED
+
+
+def test_validate_is_a_syntax_check(ctx, agents, tmp_path):
+    good = make(agents, ctx, "exec:good", command="sleep 1000", check="test -f /x")
+    assert good.validate().exit_code == SUCCESS
+    bad = make(agents, ctx, "exec:bad", command=f"touch {tmp_path}/ran; if then fi")
+    res = bad.validate()
+    assert res.exit_code == EINVALID_PARAMETER and res.message.startswith("command: ")
+    assert not (tmp_path / "ran").exists(), "validate must not run the command"
+    assert not (tmp_path / "run").exists(), "constructing and validating touch no files"

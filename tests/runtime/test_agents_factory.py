@@ -67,4 +67,6 @@ def test_config_errors_are_one_line(ctx):
     assert "must be > 0" in err(ctx, "exec:a", {"params": {"command": "x", "timeout_start_s": 0}})
     assert "must be a number" in err(ctx, "exec:a", {"params": {"command": "x", "stop_timeout_s": "soon"}})
     assert "valid parameter 'unit'" in err(ctx, "systemd:a", {"params": {"unit": "-rf /"}})
+    assert "start_grace_s' must be >= 0" in err(ctx, "exec:a", {"params": {"command": "x", "start_grace_s": -1}})
+    assert "must be a string or number" in err(ctx, "ocf:a", {"params": {"agent": "heartbeat/Dummy", "k": [1]}})
     assert err(ctx, "exec:a", {"params": {}}).startswith("exec:a: ")

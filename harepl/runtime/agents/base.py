@@ -80,13 +80,16 @@ class Timeouts:
         return cls(**values)
 
 
-def positive_float(sid: str, key: str, value: Any) -> float:
+def positive_float(sid: str, key: str, value: Any, allow_zero: bool = False) -> float:
     try:
+        if isinstance(value, bool):
+            raise TypeError
         out = float(value)
     except (TypeError, ValueError):
         raise AgentConfigError(f"{sid}: parameter '{key}' must be a number, got {value!r}") from None
-    if not out > 0:
-        raise AgentConfigError(f"{sid}: parameter '{key}' must be > 0, got {value!r}")
+    if not (out >= 0 if allow_zero else out > 0) or out == float("inf"):
+        raise AgentConfigError(f"{sid}: parameter '{key}' must be {'>=' if allow_zero else '>'} 0 "
+                               f"and finite, got {value!r}")
     return out
 
 

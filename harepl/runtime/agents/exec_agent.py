@@ -15,6 +15,8 @@ kills everything it spawned at once, but it stays in the daemon's *session* (no 
 the process watchdog fences a node by killing every process of that session, services
 included. Its pid, group, session and start time (against pid reuse) are kept in
 ``<run_dir>/exec/<sid>.json`` so a restarted daemon finds and stops what it started.
+``validate`` is a shell syntax check (``sh -n``). Constructing the agent only parses
+parameters (no files touched), so the API can use ``agent_for`` to validate configs.
 The child gets ``HAREPL_SID`` and ``HAREPL_NODE`` in its environment; output goes to
 ``<run_dir>/exec/<sid>.log``.
 """
@@ -31,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from . import proc
-from .base import ERROR, SUCCESS, ActionResult, Agent, AgentConfigError, Status, Timeouts, positive_float
+from .base import (
+    EINVALID_PARAMETER,
+    ERROR,
+    SUCCESS,
+    ActionResult,
+    Agent,
+    AgentConfigError,
+    Status,
+    Timeouts,
+    positive_float,
+)
 
 # Children we spawned, polled to reap zombies (a zombie leader would otherwise linger).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -59,9 +71,11 @@ class ExecAgent(Agent):
         super().__init__(sid, Timeouts.from_params(sid, params))
         self.command = command
         self.check = params.get("check") or None
+        if self.check is not None and not isinstance(self.check, str):
+            raise AgentConfigError(f"{sid}: parameter 'check' must be a command line string")
         self.node = node
         self.stop_timeout_s = positive_float(sid, "stop_timeout_s", params.get("stop_timeout_s", 10))
-        self.start_grace_s = float(params.get("start_grace_s", 0.1))
+        self.start_grace_s = positive_float(sid, "start_grace_s", params.get("start_grace_s", 0.1), allow_zero=True)
         base = Path(run_dir) / "exec"
         self.state_path = base / f"{safe_name(sid)}.json"
         self.log_path = base / f"{safe_name(sid)}.log"
@@ -196,6 +210,18 @@ class ExecAgent(Agent):
                                 time.monotonic() - t0)
         self._clear_state()
         return ActionResult(self.sid, "stop", SUCCESS, "stopped", time.monotonic() - t0)
+
+    def validate(self) -> ActionResult:
+        """Shell syntax check of ``command`` and ``check`` (``sh -n``); nothing is run."""
+        t0 = time.monotonic()
+        for name, cmd in (("command", self.command), ("check", self.check)):
+            if not cmd:
+                continue
+            out = subprocess.run(["/bin/sh", "-n", "-c", cmd], capture_output=True, timeout=self.timeouts.validate_s)
+            if out.returncode != 0:
+                why = out.stderr.decode("utf-8", "replace").strip().replace("\n", " | ")
+                return ActionResult(self.sid, "validate", EINVALID_PARAMETER, f"{name}: {why}", time.monotonic() - t0)
+        return ActionResult(self.sid, "validate", SUCCESS, "ok", time.monotonic() - t0)
 
     def pid(self) -> int | None:
         state = self._read_state()

@@ -113,6 +113,8 @@ class OcfAgent(Agent):
                 continue
             if not key.replace("_", "").replace("-", "").isalnum():
                 raise AgentConfigError(f"{sid}: bad OCF parameter name {key!r}")
+            if not isinstance(value, (str, int, float, bool)):
+                raise AgentConfigError(f"{sid}: OCF parameter {key!r} must be a string or number")
             self.reskeys[key] = value if isinstance(value, str) else _fmt(value)
         self.tmp_dir = Path(run_dir) / "ocf"
         self.log_path = self.tmp_dir / f"{safe_name(sid)}.log"
