@@ -19,12 +19,19 @@ from harepl.runtime.api.client import DEFAULT_SOCKET, ApiClient, ApiClientError,
 REQUEST_STATES = ("started", "enabled", "stopped", "disabled", "ignored")
 
 
-class HaError(click.ClickException):
-    """One clear line; exit 2 for refused (4xx) requests, 1 otherwise."""
+class _Unavailable(click.ClickException):
+    exit_code = 1          # the daemon cannot be reached or cannot answer
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.exit_code = 2 if status is not None and 400 <= status < 500 else 1
+
+class _Refused(click.ClickException):
+    exit_code = 2          # the request itself is wrong (bad input)
+
+
+def HaError(message: str, status: int | None = None) -> click.ClickException:  # noqa: N802 (raised like a class)
+    """One clear line; exit 2 for refused (4xx) requests, 1 otherwise."""
+    if status is not None and 400 <= status < 500:
+        return _Refused(message)
+    return _Unavailable(message)
 
 
 def _client() -> ApiClient:
@@ -57,7 +64,7 @@ def output_format_option(f: Any) -> Any:
                         default="text", show_default=True, help="Output format.")(f)
 
 
-class _Bool(click.ParamType):
+class _Bool(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
     """Proxmox booleans: --restricted, --restricted 1, --restricted 0 (also true/false)."""
 
     name = "boolean"

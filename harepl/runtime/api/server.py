@@ -112,8 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/metrics":
                 if self.command not in ("GET", "HEAD"):
                     raise ApiError(405, f"method {self.command} not allowed on /metrics (allowed: GET)")
-                body, content_type = self._metrics()
-                self._send_body(200, body, content_type)
+                text, content_type = self._metrics()
+                self._send_body(200, text, content_type)
                 return
             try:
                 query = dict(parse_qsl(url.query, keep_blank_values=True, strict_parsing=bool(url.query)))
@@ -152,7 +152,7 @@ def _peer_uid(sock: socket.socket) -> int | None:
     except OSError:
         return None
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -12,7 +12,7 @@ for a status not refreshed in DEAD_AFTER_S), never for a decision.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from harepl.core.status_view import format_status
 from harepl.runtime.api.backend import ClusterState
@@ -25,7 +25,8 @@ def status_entries(state: ClusterState, now_wall_s: float) -> list[dict[str, Any
     timestamp = manager.get("timestamp")
     master_fresh = timestamp is not None and now_wall_s - float(timestamp) <= DEAD_AFTER_S
     lines = format_status(
-        state.quorate, manager, state.lrm_status, state.resources, fmt_time=time.ctime,
+        state.quorate, cast(Any, manager), cast(Any, state.lrm_status), cast(Any, state.resources),
+        fmt_time=time.ctime,
         # Proxmox shows an idle CRM (stale timestamp, nothing to manage) as 'idle'
         crm_active=master_fresh or bool(state.resources),
         now=now_wall_s, stale_after_s=DEAD_AFTER_S)
