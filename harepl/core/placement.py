@@ -87,6 +87,29 @@ def compile_rules(rules: Mapping[str, RuleConfig], cluster_nodes: Iterable[str])
             target = pos if rule.get("affinity") == "positive" else neg
             for sid in resources:
                 target.setdefault(sid, set()).update(s for s in resources if s != sid)
+    # connected positive rules merge into one group (positive affinity is transitive)
+    comp: dict[str, set[str]] = {}
+    for sid in sorted(pos):
+        group = {sid} | pos[sid]
+        for member in list(group):
+            group |= comp.get(member, set())
+        for member in group:
+            comp[member] = group
+    for sid, group in comp.items():
+        pos[sid] = group - {sid}
+    # implicit negative affinity (Proxmox's transform): if some members of a positive
+    # group must stay apart from C, every other member of the group must too
+    direct_neg = {k: set(v) for k, v in neg.items()}
+    groups = {frozenset(g) for g in comp.values()}
+    for group in sorted(groups, key=sorted):
+        separated_from: dict[str, set[str]] = {}
+        for sid in group:
+            for csid in direct_neg.get(sid, ()):
+                separated_from.setdefault(csid, set()).add(sid)
+        for csid in sorted(separated_from):
+            for sid in sorted(group - separated_from[csid]):
+                neg.setdefault(sid, set()).add(csid)
+                neg.setdefault(csid, set()).add(sid)
     return CompiledRules(
         node_affinity=node_aff,
         positive={k: frozenset(v) for k, v in pos.items()},
@@ -161,10 +184,11 @@ def select_service_node(
     if preference == "try-next":
         pri -= set(tried)
     pri -= separate
-    if together:
-        best = max(together.get(n, 0) for n in pri) if pri else 0
-        if best > 0:
-            pri = {n for n in pri if together.get(n, 0) == best}
+    # positive affinity: only the allowed node with most partners (ties: by name)
+    candidates = sorted(n for n in together if n in pri)
+    if candidates:
+        majority = sorted(candidates, key=lambda n: -together[n])[0]
+        pri = {majority}
 
     if maintenance_fallback is not None and maintenance_fallback in pri:
         return maintenance_fallback

@@ -275,20 +275,26 @@ class SimResource:
         return None
 
 
-def decode_fail_id(sid: str) -> tuple[int, int, int]:
-    """fa:ABCDE -> (start failures B, migrate failures C, cannot stop D) (VirtFail.pm)."""
-    digits = sid.split(":", 1)[1]
-    start = int(digits[1]) if len(digits) > 1 and digits[1].isdigit() else 0
-    migrate = int(digits[2]) if len(digits) > 2 and digits[2].isdigit() else 0
-    stop = int(digits[3]) if len(digits) > 3 and digits[3].isdigit() else 0
-    return start, migrate, stop
+def decode_fail_id(sid: str) -> tuple[int, int, int, str | None]:
+    """fa:ABCDEF -> (start failures B, migrate failures C, cannot stop D, only on node F).
+
+    As Proxmox's VirtFail: A tells resources apart, B/C how many tries fail before
+    start/migrate work, D != 0 means stop never works, E is 'exists'; a 6th digit F != 0
+    limits the failures to node F (fa:120001 fails twice to start, but only on node1).
+    """
+    d = [int(c) if c.isdigit() else 0 for c in sid.split(":", 1)[1]]
+    get = lambda i: d[i] if len(d) > i else 0  # noqa: E731
+    node = f"node{get(5)}" if get(5) else None
+    return get(1), get(2), get(3), node
 
 
 class FailingResource(SimResource):
     """fa: resources whose id digits encode how often start/migrate fail."""
 
     def start(self, sid: str) -> None:
-        fails, _, _ = decode_fail_id(sid)
+        fails, _, _, only_on = decode_fail_id(sid)
+        if only_on is not None and only_on != self.env.node:
+            fails = 0
         tries = self.hw.fail_tries["start"].get(sid, 0) + 1
         self.hw.fail_tries["start"][sid] = tries
         if fails >= tries:
@@ -302,7 +308,9 @@ class FailingResource(SimResource):
         super().shutdown(sid, timeout_s)
 
     def migrate(self, sid: str, target: str, online: bool) -> bool:
-        _, fails, _ = decode_fail_id(sid)
+        _, fails, _, only_on = decode_fail_id(sid)
+        if only_on is not None and only_on != self.env.node:
+            fails = 0
         tries = self.hw.fail_tries["migrate"].get(sid, 0) + 1
         self.hw.fail_tries["migrate"][sid] = tries
         if fails >= tries:
