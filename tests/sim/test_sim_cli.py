@@ -125,3 +125,14 @@ def test_demo_prints_status() -> None:
     assert res.exit_code == 0, res.output
     assert "quorum OK" in res.output and "service ct:103 (node" in res.output
     assert "master node1 (active" in res.output
+
+
+@pytest.mark.parametrize(
+    "sid, want",
+    [("fa:130", (3, 0, 0, None)), ("fa:1001", (0, 0, 1, None)), ("fa:120001", (2, 0, 0, "node1")),
+     ("fa:110", (1, 0, 0, None)), ("fa:1501", (5, 0, 1, None))],
+)
+def test_failing_resource_ids(sid: str, want: tuple[int, int, int, str | None]) -> None:
+    from harepl.sim.env import decode_fail_id
+
+    assert decode_fail_id(sid) == want
