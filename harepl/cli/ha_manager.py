@@ -89,7 +89,12 @@ def bool_option(name: str, help_text: str) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Manage HA services (Proxmox's ha-manager verbs) through the local harepl daemon."""
+    """Manage HA services (Proxmox's ha-manager verbs) through the local harepl daemon.
+
+    \b
+    The daemon is found through HAREPL_API: a Unix socket path (default
+    /run/harepl/api.sock) or http://HOST:PORT together with HAREPL_TOKEN.
+    """
 
 
 # ---------------------------------------------------------------- status / config

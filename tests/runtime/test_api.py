@@ -451,3 +451,28 @@ def test_other_users_are_refused(api: LocalApi) -> None:
             return 0 if answer == b"" else 2
 
     assert _as_nobody(request) == 0, "a peer with another uid got an answer"
+
+
+def test_concurrent_clients(api: LocalApi) -> None:
+    """Parallel writers and readers on the threaded server: every write lands exactly once."""
+    import threading
+
+    errors: list[str] = []
+
+    def writer(n: int) -> None:
+        client = ApiClient(api.socket_path, timeout_s=30)
+        try:
+            for i in range(5):
+                client.post("/resources", {"sid": f"fa:{n * 10 + i}"})
+                client.get("/status/current")
+        except ApiClientError as exc:
+            errors.append(exc.message)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sorted(api.backend.read_state().resources) == sorted(f"fa:{n * 10 + i}" for n in range(1, 7)
+                                                                for i in range(5))
