@@ -17,6 +17,9 @@ API (everything here is importable from ``harepl.runtime.agents``):
   ``busy(sid)``, ``drop_pending()``, ``shutdown()``.
 - ``ServiceMonitor(runner, interval_s)``: ``watch(sid, agent)``, ``unwatch(sid)``,
   ``poll() -> [ActionResult]`` (services found not running).
+- ``AgentPlugin(ctx, get_config, move_service, log, on_result)``: the roles' ``ResourceAgent``
+  protocol (``check_running``/``start``/``shutdown``/``migrate``/``remove_locks``) for every
+  service type; ``RunnerWorkers(runner)``: ``Env.start_worker``/``poll_worker`` (see ``plugin``).
 - ``systemd_available()``; ``reap_children()`` (called by the exec agent itself).
 
 Per-node state lives in ``run_dir`` (``exec/``, ``ocf/``): give each node its own.
@@ -42,13 +45,14 @@ from .base import (
 from .exec_agent import ExecAgent, reap_children
 from .factory import SERVICE_TYPES, AgentContext, agent_for, split_sid
 from .ocf import OcfAgent
+from .plugin import AgentPlugin, RunnerWorkers
 from .runner import ActionRunner, ServiceMonitor
 from .systemd import SystemdAgent, systemd_available
 
 __all__ = [
     "CODE_NAMES", "EINVALID_PARAMETER", "ERROR", "ETRY_AGAIN", "EUNKNOWN_COMMAND", "EUNKNOWN_SERVICE",
     "EUNKNOWN_SERVICE_TYPE", "EWRONG_NODE", "IGNORED", "SUCCESS", "SERVICE_TYPES",
-    "ActionResult", "ActionRunner", "Agent", "AgentConfigError", "AgentContext", "ExecAgent", "OcfAgent",
+    "ActionResult", "ActionRunner", "Agent", "AgentPlugin", "RunnerWorkers", "AgentConfigError", "AgentContext", "ExecAgent", "OcfAgent",
     "ServiceMonitor", "Status", "SystemdAgent", "Timeouts", "agent_for", "reap_children", "split_sid",
     "systemd_available",
 ]

@@ -128,7 +128,8 @@ class Agent:
     def start(self) -> ActionResult:
         raise NotImplementedError
 
-    def stop(self) -> ActionResult:
+    def stop(self, grace_s: float | None = None) -> ActionResult:
+        """Stop; ``grace_s`` (if the agent supports it) bounds the graceful phase, 0 = hard stop."""
         raise NotImplementedError
 
     def status(self) -> Status:
@@ -140,9 +141,10 @@ class Agent:
         code = SUCCESS if st is Status.RUNNING else ERROR
         return ActionResult(self.sid, "monitor", code, st.value, status=st)
 
-    def migrate(self, target: str) -> ActionResult:
-        """Move the service to ``target``. Without live migration: stop here (offline migration,
-        the target's LRM then starts it), as Proxmox does for a stopped-then-moved guest."""
+    def migrate(self, target: str, online: bool = True) -> ActionResult:
+        """Move the service to ``target``: live when ``online`` and the agent supports it,
+        otherwise offline — stop here; the target's LRM then starts it (Proxmox's relocate,
+        and its restart migration of containers)."""
         res = self.stop()
         res.action = "migrate"
         if res.ok:

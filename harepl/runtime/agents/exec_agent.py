@@ -196,13 +196,15 @@ class ExecAgent(Agent):
             return ""
         return data.decode("utf-8", "replace").strip().replace("\n", " | ")
 
-    def stop(self) -> ActionResult:
+    def stop(self, grace_s: float | None = None) -> ActionResult:
+        """SIGTERM the group, SIGKILL after ``grace_s`` (default ``stop_timeout_s``; 0 = at once)."""
         t0 = time.monotonic()
         reap_children()
         state = self._read_state()
         if state is None:
             return ActionResult(self.sid, "stop", SUCCESS, "already stopped", time.monotonic() - t0)
-        grace = min(self.stop_timeout_s, max(0.0, self.timeouts.stop_s - 1.0))
+        wanted = self.stop_timeout_s if grace_s is None else max(0.0, grace_s)
+        grace = min(wanted, max(0.0, self.timeouts.stop_s - 1.0))
         gone = self._kill(state, grace)
         reap_children()
         if not gone:

@@ -207,7 +207,8 @@ class OcfAgent(Agent):
             res.duration_s = time.monotonic() - t0
         return res
 
-    def stop(self) -> ActionResult:
+    def stop(self, grace_s: float | None = None) -> ActionResult:
+        """OCF stop (the agent has its own graceful/hard logic; ``grace_s`` is not used)."""
         t0 = time.monotonic()
         rc = self.run_ocf("stop", self.timeouts.stop_s)
         res = self._result("stop", rc, t0, self.timeouts.stop_s)
@@ -215,9 +216,9 @@ class OcfAgent(Agent):
             res = ActionResult(self.sid, "stop", SUCCESS, f"stop exit {rc} but not running", time.monotonic() - t0)
         return res
 
-    def migrate(self, target: str) -> ActionResult:
-        if not self.supports_live_migration:
-            return super().migrate(target)
+    def migrate(self, target: str, online: bool = True) -> ActionResult:
+        if not (online and self.supports_live_migration):
+            return super().migrate(target, online)
         t0 = time.monotonic()
         rc = self.run_ocf("migrate_to", self.timeouts.migrate_s,
                           {"OCF_RESKEY_CRM_meta_migrate_target": target,

@@ -85,5 +85,5 @@ class SystemdAgent(Agent):
     def start(self) -> ActionResult:
         return self._action("start", self.timeouts.start_s)
 
-    def stop(self) -> ActionResult:
+    def stop(self, grace_s: float | None = None) -> ActionResult:  # systemd has its own TimeoutStopSec
         return self._action("stop", self.timeouts.stop_s)
