@@ -106,6 +106,8 @@ class Manager:
         self.node_request: dict[str, dict[str, int]] | None = (
             {n: {"maintenance": int(r["maintenance"])} if "maintenance" in r else {} for n, r in old["node_request"].items()} if "node_request" in old else None
         )
+        self.disarm: dict[str, str] | None = dict(old["disarm"]) if "disarm" in old else None
+        self.rearmed_this_round = False
         self.uid_counter = 0
         self.uid_seed = f"{nodename}|{old.get('timestamp', 0)}|{sorted(self.ss)}"
         self.usage = BasicUsage([])
@@ -207,8 +209,70 @@ class Manager:
             self.compiled = compile_rules(rules, ns.list_nodes())
             self._compiled_key = key
 
-        self._update_crm_commands(view.crm_commands)
+        self.rearmed_this_round = False
+        self._update_crm_commands(view.crm_commands, sc)
 
+        if self.disarm is not None or self.rearmed_this_round:
+            if self.disarm is not None and self.disarm.get("state") == "disarming":
+                blocking = [s for s in sorted(self.ss) if self.ss[s]["state"] in ("fence", "recovery")]
+                for sid in blocking:
+                    self._log("warn", f"deferring disarm - service '{sid}' is in '{self.ss[sid]['state']}' state")
+                for sd in self.ss.values():
+                    sd.pop("cmd", None)  # disarm pre-empts pending migrate/relocate/stop commands
+                if blocking:
+                    self._service_rounds(sc, lrm_results, lrm_modes)  # let fencing finish first
+                else:
+                    self._disarm_services()
+                    self._check_lrms_disarmed(view)
+            return ManagerResult(self._status(view.now), self.effects)
+
+        self._service_rounds(sc, lrm_results, lrm_modes)
+        return ManagerResult(self._status(view.now), self.effects)
+
+    def _status(self, now: float) -> ManagerStatus:
+        ms: ManagerStatus = {
+            "master_node": self.nodename,
+            "node_status": dict(self.ns.status),
+            "service_status": copy.deepcopy(self.ss),
+            "timestamp": now,
+        }
+        if self.node_request is not None:
+            ms["node_request"] = copy.deepcopy(self.node_request)  # type: ignore[arg-type]
+        if self.disarm is not None:
+            ms["disarm"] = dict(self.disarm)
+        return ms
+
+    # --- disarm (take the HA stack out of action without touching the services) -------
+
+    def _disarm_services(self) -> None:
+        assert self.disarm is not None
+        for sid in sorted(self.ss):
+            sd = self.ss[sid]
+            if self.disarm.get("mode") == "ignore":
+                self._log("info", f"disarm: suspending HA tracking for service '{sid}'")
+            elif sd["state"] not in ("freeze", "error"):
+                self._log("info", f"disarm: freezing service '{sid}' (was '{sd['state']}')")
+                new: ServiceStatus = {"state": "freeze", "node": sd["node"], "uid": self._uid("freeze")}
+                for keep in ("failed_nodes", "maintenance_node"):
+                    if keep in sd:
+                        new[keep] = sd[keep]  # type: ignore[literal-required,unused-ignore]
+                self.ss[sid] = new
+
+    def _check_lrms_disarmed(self, view: ManagerView) -> None:
+        assert self.disarm is not None
+        for node in self.ns.list_nodes():
+            if not view.node_info.get(node, {"online": False})["online"]:
+                continue
+            if view.lrm_status.get(node, {}).get("state") == "active":
+                return
+        self._log("info", "all LRMs disarmed, HA stack is now fully disarmed")
+        self._log("info", "HA stack fully disarmed, releasing CRM watchdog")
+        self.disarm["state"] = "disarmed"
+
+    def _service_rounds(self, sc: dict[str, ServiceConfig], lrm_results: dict[str, LrmResult],
+                        lrm_modes: dict[str, str]) -> None:
+        ns = self.ns
+        ports = self.ports
         while True:
             repeat = False
             for sid in sorted(self.ss):
@@ -272,16 +336,6 @@ class Manager:
             if not repeat:
                 break
 
-        ms: ManagerStatus = {
-            "master_node": self.nodename,
-            "node_status": dict(ns.status),
-            "service_status": copy.deepcopy(self.ss),
-            "timestamp": view.now,
-        }
-        if self.node_request is not None:
-            ms["node_request"] = copy.deepcopy(self.node_request)  # type: ignore[arg-type]
-        return ManagerResult(ms, self.effects)
-
     def _update_scheduler_mode(self, dc: DatacenterConfig) -> None:
         crs: dict[str, object] = dict(dc.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
         self.rebalance_on_request_start = bool(crs.get("ha-rebalance-on-start") or crs.get("ha_rebalance_on_start"))
@@ -295,12 +349,33 @@ class Manager:
 
     # --- crm commands -----------------------------------------------------------------------
 
-    def _update_crm_commands(self, commands: Sequence[str]) -> None:
+    def _update_crm_commands(self, commands: Sequence[str], sc: Mapping[str, ServiceConfig]) -> None:
         ns = self.ns
         for raw in commands:
             cmd = raw.strip()
             parts = cmd.split()
-            if len(parts) == 3 and parts[0] in ("migrate", "relocate"):
+            if len(parts) == 2 and parts[0] == "disarm-ha" and parts[1] in ("freeze", "ignore"):
+                if self.disarm is not None:
+                    self._log("notice", f"ignoring disarm-ha command - already in disarm state ({self.disarm.get('state')})")
+                else:
+                    self._log("info", f"got crm command: {cmd}")
+                    self.disarm = {"mode": parts[1], "state": "disarming"}
+            elif len(parts) == 1 and parts[0] == "arm-ha":
+                if self.disarm is None:
+                    self._log("notice", "ignoring arm-ha command - HA stack is not disarmed")
+                else:
+                    self._log("info", f"got crm command: {cmd}")
+                    if self.disarm.get("mode") == "ignore":
+                        for sid in sorted(self.ss):
+                            cd = sc.get(sid)
+                            if cd is not None and cd["node"] != self.ss[sid]["node"]:
+                                self._log("info", f"service '{sid}': updating node '{self.ss[sid]['node']}' => "
+                                          f"'{cd['node']}' (changed while disarmed)")
+                                self.ss[sid]["node"] = cd["node"]
+                    self._log("info", "re-arming HA stack")
+                    self.disarm = None
+                    self.rearmed_this_round = True
+            elif len(parts) == 3 and parts[0] in ("migrate", "relocate"):
                 task, sid, node = parts
                 if sid not in self.ss:
                     self._log("err", f"crm command error - no such service: {cmd}")

@@ -101,7 +101,8 @@ def compile_rules(rules: Mapping[str, RuleConfig], cluster_nodes: Iterable[str])
     # group must stay apart from C, every other member of the group must too
     direct_neg = {k: set(v) for k, v in neg.items()}
     groups = {frozenset(g) for g in comp.values()}
-    for group in sorted(groups, key=sorted):
+    for frozen in sorted(groups, key=sorted):
+        group = set(frozen)
         separated_from: dict[str, set[str]] = {}
         for sid in group:
             for csid in direct_neg.get(sid, ()):

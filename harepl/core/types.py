@@ -81,6 +81,7 @@ class ManagerStatus(TypedDict, total=False):
     service_status: dict[str, ServiceStatus]
     node_request: dict[str, NodeRequest]
     timestamp: float
+    disarm: dict[str, str]  # {'mode': 'freeze'|'ignore', 'state': 'disarming'|'disarmed'}
 
 
 # --- LRM status ---------------------------------------------------------------------------

@@ -58,6 +58,7 @@ class LRM:
         self.watchdog: WatchdogHandle | None = None
         self.service_status: dict[str, ServiceStatus] = {}
         self.node_status = "unknown"
+        self.disarm_requested = False
         self.wrote_status_at_startup = False
         self._set_state("wait_for_agent_lock")
 
@@ -123,6 +124,7 @@ class LRM:
             return False
         self.service_status = dict(ms.get("service_status", {}))
         self.node_status = ms.get("node_status", {}).get(self.node, "unknown")
+        self.disarm_requested = "disarm" in ms
         if self.shutdown_request is None:
             request = ms.get("node_request", {}).get(self.node, {})
             if request.get("maintenance"):
@@ -177,17 +179,23 @@ class LRM:
         # state changes first
         state = self.state
         if state == "wait_for_agent_lock":
-            if not fence_request and self._active_count() and env.quorate():
+            if not fence_request and not self.disarm_requested and self._active_count() and env.quorate():
                 if self._get_protected_agent_lock():
                     self._set_state("active")
         elif state == "lost_agent_lock":
-            if not fence_request and env.quorate():
+            if not fence_request and not self.disarm_requested and env.quorate():
                 if self._get_protected_agent_lock():
                     self._set_state("active")
         elif state == "active":
             if fence_request:
                 env.log("err", "node need to be fenced - releasing agent_lock")
                 self._set_state("lost_agent_lock")
+            elif self.disarm_requested and not self.workers:
+                # the HA stack is being disarmed: services stay as they are, unprotected
+                env.log("info", "HA disarm requested, releasing agent lock and watchdog")
+                env.release_ha_agent_lock()
+                self._give_up_watchdog()
+                self._set_state("wait_for_agent_lock")
             elif not self._get_protected_agent_lock():
                 self._set_state("lost_agent_lock")
             elif self.mode == "maintenance":

@@ -213,3 +213,25 @@ def test_inputs_are_not_mutated() -> None:
     m.manage(view(0, sc, online=("node1", "node2")), p)
     assert old["service_status"]["vm:103"]["state"] == "fence"
     assert sc["vm:103"]["node"] == "node3"
+
+
+def test_disarm_freeze_waits_for_lrms_and_rearm_unfreezes() -> None:
+    sc = {"vm:101": svc("node1"), "vm:102": svc("node2", "stopped")}
+    m, p = Manager("node1", {}), Ports()
+    m.manage(view(0, sc), p)
+    active = {"node1": {"mode": "active", "state": "active"}}
+    res = m.manage(view(10, sc, lrm=active, cmds=("migrate vm:101 node2", "disarm-ha freeze")), p)
+    assert {s: sd["state"] for s, sd in m.ss.items()} == {"vm:101": "freeze", "vm:102": "freeze"}
+    assert "cmd" not in m.ss["vm:101"]  # the pending migrate was pre-empted
+    assert res.manager_status is not None and res.manager_status["disarm"]["state"] == "disarming"
+    # node1's LRM has not let go yet; once it has, the stack is disarmed
+    idle = {"node1": {"mode": "active", "state": "wait_for_agent_lock"}}
+    res = m.manage(view(20, sc, lrm=idle), p)
+    assert res.manager_status is not None and res.manager_status["disarm"]["state"] == "disarmed"
+    m.manage(view(30, sc, lrm=idle, cmds=("disarm-ha ignore",)), p)
+    assert "ignoring disarm-ha command - already in disarm state (disarmed)" in p.lines
+    m.manage(view(40, sc, lrm=idle, cmds=("arm-ha",)), p)
+    assert m.ss["vm:101"]["state"] == "freeze"  # unfrozen only in the next round
+    res = m.manage(view(50, sc, lrm=idle), p)
+    assert m.ss["vm:101"]["state"] == "started" and m.ss["vm:102"]["state"] == "request_stop"
+    assert res.manager_status is not None and "disarm" not in res.manager_status
