@@ -26,7 +26,9 @@ def cluster_state(conn: sqlite3.Connection, node: str, quorate: bool,
 
     `timestamp` (display only) falls back to the proposer's wall time stored with the row.
     """
-    conn.execute("BEGIN")
+    own_txn = not conn.in_transaction   # a caller's open transaction already gives one snapshot
+    if own_txn:
+        conn.execute("BEGIN")
     try:
         manager = reads.manager_status(conn)
         row = conn.execute("SELECT ts FROM manager_status WHERE id = 1").fetchone()
@@ -40,7 +42,8 @@ def cluster_state(conn: sqlite3.Connection, node: str, quorate: bool,
                             resources=reads.service_config(conn), groups=reads.groups(conn),
                             rules=reads.rules(conn), nodes=known)
     finally:
-        conn.execute("COMMIT")
+        if own_txn:
+            conn.execute("COMMIT")
 
 
 def events_after(conn: sqlite3.Connection, after_seq: int | None, limit: int) -> list[dict[str, Any]]:
