@@ -62,7 +62,8 @@ def test_sigkilled_holder_releases_lock(tmp_path):
 
 def test_witness_as_exec_service_on_two_nodes(tmp_path):
     ledger, locks = tmp_path / "ledger", tmp_path / "locks"
-    cmd = f"exec {sys.executable} {WITNESS} --name exec:w --ledger {ledger} --lock-dir {locks}"
+    cmd = witness_check.witness_command("exec:w", ledger, locks)
+    assert cmd == f"exec {sys.executable} {WITNESS} --name exec:w --ledger {ledger} --lock-dir {locks}"
     cfg = {"type": "exec", "params": {"command": cmd, "start_grace_s": 2}}
     a1 = agent_for("exec:w", cfg, AgentContext("n1", tmp_path / "n1"))
     a2 = agent_for("exec:w", cfg, AgentContext("n2", tmp_path / "n2"))

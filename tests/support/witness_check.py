@@ -3,17 +3,30 @@
 - ``read_ledger(path) -> list[dict]`` — events in file order (a torn last line is ignored);
 - ``violations(events)`` / ``count_violations(path_or_events)`` — ``violation`` lines;
 - ``starts(events, sid=None)`` — ``start`` events;
-- ``assert_no_violations(path)`` — raises AssertionError listing them.
+- ``assert_no_violations(path)`` — raises AssertionError listing them;
+- ``witness_command(sid, ledger, lock_dir, python=sys.executable)`` — the shell command line
+  that runs the witness (for an exec service's ``command`` or harepl/process's ``command``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 Event = dict[str, Any]
+WITNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "witness.py")
+
+
+def witness_command(sid: str, ledger: str | os.PathLike[str], lock_dir: str | os.PathLike[str],
+                    python: str = sys.executable) -> str:
+    """``exec PYTHON witness.py --name SID --ledger L --lock-dir D`` (exec: the agent's pid is
+    the witness itself, so a SIGTERM to the group reaches it directly)."""
+    args = [python, WITNESS, "--name", sid, "--ledger", str(ledger), "--lock-dir", str(lock_dir)]
+    return "exec " + " ".join(shlex.quote(a) for a in args)
 
 
 def read_ledger(path: str | os.PathLike[str]) -> list[Event]:

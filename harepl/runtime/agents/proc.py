@@ -53,6 +53,12 @@ def all_stats() -> list[ProcStat]:
 
 def group_members(pgid: int, session: int | None = None) -> list[int]:
     """Live (non-zombie) pids in process group ``pgid`` (and session, if given)."""
+    try:
+        os.killpg(pgid, 0)  # cheap, definitive "nobody left" before scanning /proc
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass
     return [
         s.pid
         for s in all_stats()
@@ -70,7 +76,10 @@ def kill_group(pgid: int, stop_timeout_s: float, session: int | None = None, pol
     reused group id after every member is gone."""
     if not group_members(pgid, session):
         return True
-    _signal_group(pgid, signal.SIGTERM)
+    if stop_timeout_s <= 0:
+        _signal_group(pgid, signal.SIGKILL)  # hard stop
+    else:
+        _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + stop_timeout_s
     while time.monotonic() < deadline:
         if not group_members(pgid, session):
