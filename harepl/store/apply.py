@@ -245,9 +245,17 @@ def _manager_status_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str
 
 
 def _lrm_status_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
-    _fence(conn, C.agent_lease(c["node"]), c["epoch"])
+    lease = C.agent_lease(c["node"])
+    if "epoch" in c:
+        _fence(conn, lease, c["epoch"])
+    else:
+        row = conn.execute("SELECT holder FROM leases WHERE name = ?", (lease,)).fetchone()
+        if row is not None and row[0] is not None:
+            raise Rejected("stale_epoch", f"lrm_status of {c['node']!r} without epoch while {lease!r} is held")
+        if c["status"].get("results"):
+            raise Rejected("invalid", "lrm_status with results needs the node lease epoch")
     conn.execute("INSERT OR REPLACE INTO lrm_status (node, epoch, body, ts) VALUES (?, ?, ?, ?)",
-                 (c["node"], c["epoch"], canon(c["status"]), c["ts"]))
+                 (c["node"], c.get("epoch", 0), canon(c["status"]), c["ts"]))
     return {}
 
 

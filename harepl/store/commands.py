@@ -25,7 +25,9 @@ lease_renew     lease, holder, epoch            fenced (lease)
 lease_release   lease, holder, epoch            fenced (lease)
     holder := NULL, seq += 1 (the epoch stays; the next acquire increments it).
 manager_status_set  status, epoch               fenced ('manager')
-lrm_status_set      node, status, epoch         fenced ('agent:<node>')
+lrm_status_set      node, status, epoch?        fenced ('agent:<node>')
+    Without an epoch (an LRM that never held its lease yet) it is accepted only while
+    the node's lease is not held and the status has no ``results``.
 crm_command_enqueue cmd                         (operator; string like "migrate SID NODE")
 crm_command_consume upto_seq, epoch             fenced ('manager')
     Deletes queued commands with seq <= upto_seq; result ``commands`` = [[seq, cmd], ...]
@@ -220,7 +222,7 @@ OPS: dict[str, dict[str, tuple[Validator, bool]]] = {
     "lease_renew": {"lease": (_name, True), "holder": (_name, True), "epoch": (_int, True)},
     "lease_release": {"lease": (_name, True), "holder": (_name, True), "epoch": (_int, True)},
     "manager_status_set": {"status": (_dict, True), "epoch": (_int, True)},
-    "lrm_status_set": {"node": (_name, True), "status": (_dict, True), "epoch": (_int, True)},
+    "lrm_status_set": {"node": (_name, True), "status": (_dict, True), "epoch": (_int, False)},
     "crm_command_enqueue": {"cmd": (_crm_cmd, True), "epoch": (_int, False)},
     "crm_command_consume": {"upto_seq": (_int, True), "epoch": (_int, True)},
     "resource_add": {"sid": (_name, True), "config": (_service_config, True), "epoch": (_int, False)},
@@ -311,7 +313,7 @@ def manager_status_set(status: dict[str, Any], epoch: int, **kw: Any) -> dict[st
     return make("manager_status_set", status=status, epoch=epoch, **kw)
 
 
-def lrm_status_set(node: str, status: dict[str, Any], epoch: int, **kw: Any) -> dict[str, Any]:
+def lrm_status_set(node: str, status: dict[str, Any], epoch: int | None, **kw: Any) -> dict[str, Any]:
     return make("lrm_status_set", node=node, status=status, epoch=epoch, **kw)
 
 

@@ -228,3 +228,15 @@ def test_replay_on_fresh_database_is_identical(cmds: list) -> None:
         apply(b, _raw(c))
     assert list(a.iterdump()) == list(b.iterdump())
     assert a.serialize() == b.serialize()
+
+
+def test_lrm_status_without_epoch_only_before_the_lease_is_held() -> None:
+    conn = db()
+    ok(conn, C.lrm_status_set("n1", {"mode": "active", "state": "wait_for_agent_lock"}, None, ts=1.0))
+    r = apply(conn, C.lrm_status_set("n1", {"mode": "active", "results": {"u": {}}}, None, ts=1.0))
+    assert r["reason"] == "invalid"
+    e = acquire(conn, "agent:n1", "n1")
+    r = apply(conn, C.lrm_status_set("n1", {"mode": "active", "state": "active"}, None, ts=2.0))
+    assert r["reason"] == "stale_epoch"
+    ok(conn, C.lrm_status_set("n1", {"mode": "active", "state": "active"}, e, ts=2.0))
+    assert reads.lrm_status(conn, "n1") == {"mode": "active", "state": "active"}

@@ -1,0 +1,517 @@
+"""Raft replication of the state store on pysyncobj 0.3.17 -- the only module importing it.
+
+One replicated method, `_Replica.apply_command(raw_json)`, runs `harepl.store.apply.apply`
+on this node's SQLite database (in memory; the Raft journal and the snapshot file are the
+durable copy).  `StoreNode` is the facade used by `harepl.store.client`.
+
+Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by copying:
+
+1. *An exception in a replicated method wedges the cluster*: `apply` never raises for a
+   command; an environment fault (disk full, I/O error) raises `StoreFault`, and
+   `apply_command` stops this member (`on_fault`, default `os._exit(70)`) with one
+   critical log line instead of letting pysyncobj retry the entry forever.
+2. *Nothing is fsynced*: `_DurableJournal` wraps the FileJournal; `_GuardedTransport.send`
+   flushes (msync + fsync of journal, fsync of meta and directory) before any message
+   leaves the node after a journal write, and the tick loop flushes at the end of every
+   tick.  So a follower acknowledges only persisted entries and a leader's own entries
+   are on disk before any follower can count toward their commit.  Snapshots are written
+   with fsync of file and directory; a received snapshot is fsynced before use.
+3. *A timed-out call may commit later; callbacks are lost after a snapshot install*:
+   every command has a unique id and `apply` deduplicates; the client retries with the
+   same id and, after a timeout or error, looks the id up in the local database.
+4. *A cut-off leader believes it leads for leaderFallbackTimeout (30 s)*: we set it below
+   the election timeout, and `StoreNode.has_quorum()` is judged from fresh heartbeats on
+   this node's monotonic clock (`quorum_timeout_s`), not from `_isLeader()`.  Safety
+   itself comes from leases and fencing epochs checked at apply.
+5. *Batching adds ~100 ms per commit; a late node waits 5 s to connect*: see
+   `RaftSettings` for every setting and why.
+6. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
+   that fail to authenticate (wrong secret, garbage) are dropped and logged in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import Journal
+from pysyncobj.transport import TCPTransport
+
+from . import reads
+from .apply import StoreFault, apply
+from .schema import connect
+
+log = logging.getLogger("harepl.store.raft")
+
+
+class _BenignTruncation(logging.Filter):
+    """pysyncobj logs CRITICAL "truncating already-applied log entries" when a follower
+    receives entries it already has (re-sent after an optimistic nextIndex).  Applied
+    entries are committed, so Raft guarantees the re-sent ones are identical: benign."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("truncating already-applied log entries"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("pysyncobj").isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_BenignTruncation())
+
+FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
+SNAPSHOT_MAGIC = b"HAREPL-SNAPSHOT-1\n"
+
+
+class SecretMissing(Exception):
+    """The cluster secret is absent or empty (pysyncobj's wire format is pickle)."""
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    """Every pysyncobj setting we use, and why.  Times in seconds."""
+
+    #: heartbeat/append period.  0.1 s: three heartbeats fit in the election timeout
+    #: even on a loaded 2-core machine.
+    append_entries_period_s: float = 0.1
+    #: election timeout range.  0.6-1.2 s: a new leader well within the 2 s target, yet
+    #: far above scheduler hiccups of a busy machine (fewer spurious elections).
+    raft_min_timeout_s: float = 0.6
+    raft_max_timeout_s: float = 1.2
+    #: a leader without a majority of responses steps down after this.  pysyncobj's
+    #: default is 30 s; ours is below the minimum election timeout, so a cut-off leader
+    #: has stepped down before the majority side can elect a new one.
+    leader_fallback_timeout_s: float = 0.5
+    #: a connection without traffic is dead after this (>= raft_max_timeout_s).
+    connection_timeout_s: float = 2.0
+    #: reconnect attempts to absent peers.  Default 5 s made a late node wait 5 s.
+    connection_retry_s: float = 0.3
+    #: appendEntriesUseBatch=False: send as soon as a command is queued (~1 ms commit)
+    #: instead of waiting for the next 0.1 s batch; under load, entries queued meanwhile
+    #: still travel together, so throughput stays high.
+    append_entries_use_batch: bool = False
+    #: quorum knowledge: a node is quorate while it has heard, within this time, from a
+    #: majority (leader: follower replies; follower: its leader's heartbeats).  Must be
+    #: below the LRM renewal timeout (lease_local_s: 2 s in the 'fast' profile).
+    quorum_timeout_s: float = 1.0
+    #: log compaction: snapshot (serialized SQLite db) after this many entries or seconds.
+    log_compaction_min_entries: int = 10_000
+    log_compaction_min_time_s: float = 300.0
+    #: our tick loop: max wait in poll when idle (socket events wake it earlier).
+    tick_s: float = 0.05
+    #: give up binding the Raft port after this many 1 s attempts (clear error, no hang).
+    max_bind_retries: int = 5
+    #: durability: fsync before acknowledging.  Off only for the benchmark comparison.
+    durable: bool = True
+
+    def conf(self, secret: str, journal: str, dump: str,
+             serializer: Callable[..., Any], deserializer: Callable[..., Any]) -> SyncObjConf:
+        return SyncObjConf(
+            password=secret, autoTick=False, appendEntriesPeriod=self.append_entries_period_s,
+            raftMinTimeout=self.raft_min_timeout_s, raftMaxTimeout=self.raft_max_timeout_s,
+            leaderFallbackTimeout=self.leader_fallback_timeout_s,
+            connectionTimeout=self.connection_timeout_s, connectionRetryTime=self.connection_retry_s,
+            appendEntriesUseBatch=self.append_entries_use_batch,
+            logCompactionMinEntries=self.log_compaction_min_entries,
+            logCompactionMinTime=self.log_compaction_min_time_s,
+            # commands submitted during an election wait for the leader (the client's
+            # timeout bounds the wait; retries reuse the id, so a late commit is harmless)
+            commandsWaitLeader=True, dynamicMembershipChange=True,
+            journalFile=journal, fullDumpFile=dump, serializer=serializer, deserializer=deserializer,
+            bindRetryTime=1.0, maxBindRetries=self.max_bind_retries,
+        )
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _DurableJournal(Journal):
+    """Wraps pysyncobj's FileJournal: records writes, `sync()` makes them durable."""
+
+    def __init__(self, inner: Any, path: str, durable: bool) -> None:
+        self._inner = inner
+        self._path = path
+        self._dir = os.path.dirname(path) or "."
+        self._durable = durable
+        self.dirty = True  # the initial entry/meta written during SyncObj.__init__
+        self._meta_dirty = os.path.exists(path + ".meta")
+        self.syncs = 0
+        self._lock = threading.Lock()
+
+    # writes: mark dirty
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        self._inner.add(command, idx, term)
+        self.dirty = True
+
+    def clear(self) -> None:
+        self._inner.clear()
+        self.dirty = True
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 - pysyncobj API
+        self._inner.deleteEntriesFrom(entryFrom)
+        self.dirty = True
+
+    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802
+        # compaction: the snapshot was just renamed into place; make the rename durable
+        # before the journal forgets the entries it covers
+        if self._durable:
+            _fsync_path(self._dir, directory=True)
+        self._inner.deleteEntriesTo(entryTo)
+        self.dirty = True
+        self.sync()
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802,N803
+        self._inner.setCurrentTerm(term, votedForNodeId)
+        self._meta_dirty = self.dirty = True
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802,N803
+        self._inner.setRaftCommitIndex(raftCommitIndex)
+
+    def onOneSecondTimer(self) -> None:  # noqa: N802
+        self._inner.onOneSecondTimer()  # stores the commit index in meta (not fsynced: not needed)
+
+    # reads: delegate
+    def __getitem__(self, item: Any) -> Any:
+        return self._inner[item]
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def getRaftCommitIndex(self) -> int:  # noqa: N802
+        return int(self._inner.getRaftCommitIndex())
+
+    def getCurrentTerm(self) -> int:  # noqa: N802
+        return int(self._inner.getCurrentTerm())
+
+    def getVotedForNodeId(self) -> Any:  # noqa: N802
+        return self._inner.getVotedForNodeId()
+
+    def _destroy(self) -> None:
+        self.sync()
+        self._inner._destroy()
+
+    def sync(self) -> None:
+        """Make every write so far durable (no-op when clean).  Called before sending."""
+        if not self.dirty:
+            return
+        with self._lock:
+            if not self.dirty:
+                return
+            self.dirty = False
+            if not self._durable:
+                return
+            self._inner.flush()          # msync of the mmap'ed journal
+            _fsync_path(self._path)      # data + size of the journal file
+            if self._meta_dirty:
+                self._meta_dirty = False
+                _fsync_path(self._path + ".meta")
+                _fsync_path(self._dir, directory=True)  # meta is replaced by rename
+            self.syncs += 1
+
+
+class _GuardedTransport(TCPTransport):
+    """TCP transport that persists before sending, tracks heartbeats for quorum
+    knowledge, and logs connections that fail to authenticate."""
+
+    journal: _DurableJournal | None = None
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+        self.last_heard: dict[Any, float] = {}      # node -> monotonic time of any reply
+        self.last_append: dict[Any, float] = {}     # node -> time of its last append_entries
+        self._held: list[tuple[Any, Any]] = []
+        self._incoming_peer: dict[int, str] = {}
+        self._bad_log_at: dict[str, float] = {}
+        self.bad_connections = 0
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def send(self, node: Any, message: Any) -> bool:
+        # After a journal write, hold every outgoing message (acks, votes, appends) until
+        # `flush()` has made the writes durable -- once per tick, so many entries share
+        # one fsync.  Order per peer is kept: nothing overtakes a held message.
+        j = self.journal
+        if j is not None and (self._held or j.dirty):
+            self._held.append((node, message))
+            return True
+        return bool(super().send(node, message))
+
+    def flush(self) -> None:
+        """fsync pending journal writes, then release the held messages (tick thread)."""
+        if self.journal is not None:
+            self.journal.sync()
+        held, self._held = self._held, []
+        for node, message in held:
+            super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        now = time.monotonic()
+        self.last_heard[node] = now
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            self.last_append[node] = now
+        super()._onMessageReceived(node, message)
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
+        try:
+            sock = conn._TcpConnection__socket  # pinned 0.3.17: only to name the peer in the log
+            host, port = sock.getpeername()[:2]
+            self._incoming_peer[id(conn)] = f"{host}:{port}"
+        except Exception:  # noqa: BLE001
+            self._incoming_peer[id(conn)] = "unknown peer"
+        super()._onNewIncomingConnection(conn)
+
+    def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
+        peer = self._incoming_peer.pop(id(conn), None)
+        if peer is not None and conn in self._unknownConnections:
+            # never authenticated: wrong cluster secret, garbage, or not a harepl peer
+            self.bad_connections += 1
+            host = peer.rsplit(":", 1)[0]
+            now = time.monotonic()
+            if now - self._bad_log_at.get(host, -1e9) > 10.0:  # one line per source per 10 s
+                self._bad_log_at[host] = now
+                log.warning("raft port: dropped connection from %s that did not authenticate "
+                            "(wrong cluster secret or garbage); %d such so far", peer, self.bad_connections)
+        super()._onDisconnected(conn)
+
+
+class _Replica(SyncObj):  # type: ignore[misc]
+    """The pysyncobj object: one replicated method over this node's SQLite database."""
+
+    def __init__(self, node: StoreNode, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
+        self._node = node
+        super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
+
+    @replicated  # type: ignore[misc]
+    def apply_command(self, raw: str) -> dict[str, Any]:
+        node = self._node
+        try:
+            with node.db_lock:
+                return apply(node.db, raw)
+        except StoreFault as e:
+            node.fault(str(e))
+            raise  # not reached with the default on_fault (the process exits)
+
+
+class StoreNode:
+    """One member of the replicated store.
+
+    `submit_async(raw, callback)` proposes a command (JSON text); `callback(result,
+    error_name)` runs on the Raft thread when this node applies it (error_name None) or
+    when it fails ('MISSING_LEADER', 'NOT_LEADER', 'LEADER_CHANGED', 'DISCARDED',
+    'QUEUE_FULL', 'UNKNOWN_OUTCOME', 'REQUEST_DENIED').  Never call blocking store
+    operations from inside a callback.
+    """
+
+    def __init__(self, self_addr: str, peers: list[str], data_dir: str, secret: str | bytes | None,
+                 settings: RaftSettings | None = None,
+                 on_fault: Callable[[str], None] | None = None,
+                 max_db_pages: int | None = None) -> None:
+        if not secret or not (secret.strip() if isinstance(secret, (str, bytes)) else secret):
+            raise SecretMissing("refusing to start without a cluster secret: pysyncobj's wire format is "
+                                "pickle, so anyone reaching the Raft port could run code on this node")
+        self.settings = settings or RaftSettings()
+        self.self_addr = self_addr
+        self.data_dir = data_dir
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        self.journal_path = os.path.join(data_dir, "raft.journal")
+        self.dump_path = os.path.join(data_dir, "raft.snapshot")
+        self.db_lock = threading.RLock()
+        self.db: sqlite3.Connection = connect(":memory:")
+        if max_db_pages:  # test knob: makes SQLite report "database or disk is full"
+            self.db.execute(f"PRAGMA max_page_count = {int(max_db_pages)}")
+        self._on_fault = on_fault or _exit_member
+        self._stop = threading.Event()
+        secret_s = secret.decode() if isinstance(secret, bytes) else secret
+        conf = self.settings.conf(secret_s.strip(), self.journal_path, self.dump_path,
+                                  self._serialize, self._deserialize)
+        self._obj = _Replica(self, self_addr, [p for p in peers if p != self_addr], conf)
+        inner = self._obj._SyncObj__raftLog  # pinned 0.3.17: wrap the journal before any tick
+        self.journal = _DurableJournal(inner, self.journal_path, self.settings.durable)
+        self._obj._SyncObj__raftLog = self.journal
+        self.transport: _GuardedTransport = self._obj._SyncObj__transport
+        self.transport.journal = self.journal
+        # runs at the end of every tick, right before pysyncobj polls its sockets
+        self._obj.addOnTickCallback(self.transport.flush)
+        self.journal.sync()
+        self._restrict_files()
+        self._thread = threading.Thread(target=self._run, name=f"raft-{self_addr}", daemon=True)
+        self._thread.start()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._obj.doTick(self.settings.tick_s)
+                self.transport.flush()
+            except Exception:  # noqa: BLE001 - keep ticking, as pysyncobj's own loop does
+                log.exception("raft tick failed")
+                time.sleep(self.settings.tick_s)
+        self._obj.destroy()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    def fault(self, why: str) -> None:
+        log.critical("store: stopping this member: local fault while applying a committed entry "
+                     "(%s); the other members continue, restart after fixing the disk", why)
+        self._on_fault(why)
+
+    def _restrict_files(self) -> None:
+        for name in os.listdir(self.data_dir):
+            p = os.path.join(self.data_dir, name)
+            if os.path.isfile(p):
+                os.chmod(p, 0o600)
+
+    # -- snapshots: the serialized SQLite database + pysyncobj's bookkeeping ------------------
+
+    def _serialize(self, path: str, data: Any) -> None:
+        with self.db_lock:
+            db_bytes = self.db.serialize()
+        meta = pickle.dumps(data)  # pysyncobj's entries and Node set; authenticated peers only
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(meta)) + meta + db_bytes)
+            f.flush()
+            if self.settings.durable:
+                os.fsync(f.fileno())
+        # pysyncobj renames path into place; _DurableJournal fsyncs the directory before
+        # compacting the journal
+
+    def _deserialize(self, path: str) -> Any:
+        if self.settings.durable:
+            _fsync_path(path)  # a received snapshot was written without fsync
+            _fsync_path(os.path.dirname(path) or ".", directory=True)
+        with open(path, "rb") as f:
+            blob = f.read()
+        if not blob.startswith(SNAPSHOT_MAGIC):
+            raise ValueError(f"{path}: not a harepl snapshot")
+        off = len(SNAPSHOT_MAGIC)
+        (n,) = struct.unpack("<Q", blob[off:off + 8])
+        data = pickle.loads(blob[off + 8:off + 8 + n])  # noqa: S301 - our own file / authenticated peer
+        with self.db_lock:
+            self.db.deserialize(blob[off + 8 + n:])
+            self.db.execute("PRAGMA foreign_keys = ON")
+        os.chmod(path, 0o600)
+        return data
+
+    # -- proposing ------------------------------------------------------------------------
+
+    def submit_async(self, raw: str, callback: Callable[[dict[str, Any] | None, str | None], None]) -> None:
+        def done(res: Any, err: int) -> None:
+            callback(res, None if err == FAIL_REASON.SUCCESS else FAIL_NAMES.get(err, str(err)))
+
+        self._obj.apply_command(raw, callback=done)
+
+    def result_of(self, cid: str) -> dict[str, Any] | None:
+        with self.db_lock:
+            return reads.result_of(self.db, cid)
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run fn(conn) on the local database, never inside a half-applied command."""
+        with self.db_lock:
+            return fn(self.db)
+
+    # -- cluster knowledge ----------------------------------------------------------------------
+
+    def members(self) -> list[str]:
+        return sorted([self.self_addr] + [n.id for n in self._obj.otherNodes])
+
+    def leader(self) -> str | None:
+        ld = self._obj._getLeader()
+        return None if ld is None else str(ld.id)
+
+    def has_quorum(self) -> bool:
+        """Quorate now, judged on this node's monotonic clock from fresh heartbeats."""
+        now = time.monotonic()
+        qt = self.settings.quorum_timeout_s
+        others = self._obj.otherNodes
+        if self._obj._isLeader():
+            fresh = sum(1 for n in others if now - self.transport.last_heard.get(n, -1e18) < qt)
+            return fresh + 1 > (len(others) + 1) / 2
+        ld = self._obj._getLeader()
+        if ld is None or ld.id == self.self_addr:
+            return False
+        return now - self.transport.last_append.get(ld, -1e18) < qt
+
+    def is_leader(self) -> bool:
+        """Leader *and* quorate -- never pysyncobj's `_isLeader()` alone."""
+        return bool(self._obj._isLeader()) and self.has_quorum()
+
+    def status(self) -> dict[str, Any]:
+        o = self._obj
+        state = "leader" if o._isLeader() else ("follower" if o._getLeader() is not None else "candidate")
+        return {"addr": self.self_addr, "state": state, "leader": self.leader(),
+                "quorum": self.has_quorum(), "term": o.raftCurrentTerm, "commit_index": o.raftCommitIndex,
+                "last_applied": o.raftLastApplied, "members": self.members(),
+                "log_len": len(self.journal), "fsyncs": self.journal.syncs,
+                "bad_connections": self.transport.bad_connections}
+
+    def force_compaction(self) -> None:
+        self._obj.forceLogCompaction()
+
+    # -- membership (one change at a time) --------------------------------------------------------
+
+    def _responsive(self) -> set[str]:
+        """Members this node believes alive now (itself included)."""
+        now = time.monotonic()
+        qt = self.settings.quorum_timeout_s
+        alive = {self.self_addr}
+        for n in self._obj.otherNodes:
+            if self._obj._isLeader():
+                ok = now - self.transport.last_heard.get(n, -1e18) < qt
+            else:  # followers only hear the leader; use the connection state instead
+                ok = self._obj.isNodeConnected(n)
+            if ok:
+                alive.add(str(n.id))
+        return alive
+
+    def change_membership(self, action: str, addr: str,
+                          callback: Callable[[dict[str, Any] | None, str | None], None]) -> None:
+        """Add or remove one member; refuses (ValueError) when it would lose quorum."""
+        members = self.members()
+        alive = self._responsive()
+        if action == "add":
+            if addr in members:
+                raise ValueError(f"{addr} is already a member")
+            need = (len(members) + 1) // 2 + 1
+            if len(alive) < need:  # counts the new member as absent until it catches up
+                raise ValueError(f"adding {addr} would lose quorum: {len(alive)} of {len(members)} members "
+                                 f"respond, {len(members) + 1} members need {need}")
+        elif action == "remove":
+            if addr not in members:
+                raise ValueError(f"{addr} is not a member")
+            if addr == self.self_addr:
+                raise ValueError("a member cannot remove itself; run the removal on another member")
+            need = (len(members) - 1) // 2 + 1
+            if len(alive - {addr}) < need:
+                raise ValueError(f"removing {addr} would lose quorum: {len(alive - {addr})} of the "
+                                 f"{len(members) - 1} remaining members respond, {need} needed")
+        else:
+            raise ValueError(f"unknown membership action {action!r}")
+        def done(res: Any, err: int) -> None:
+            callback({"ok": err == FAIL_REASON.SUCCESS},
+                     None if err == FAIL_REASON.SUCCESS else FAIL_NAMES.get(err, str(err)))
+
+        fn = self._obj.addNodeToCluster if action == "add" else self._obj.removeNodeFromCluster
+        fn(addr, callback=done)
+
+
+def _exit_member(why: str) -> None:
+    logging.shutdown()
+    os._exit(70)

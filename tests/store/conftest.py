@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cluster import Cluster  # noqa: E402
+
+
+@pytest.fixture
+def make_cluster(tmp_path) -> Iterator:  # type: ignore[no-untyped-def]
+    made: list[Cluster] = []
+
+    def make(size: int, extra_args: list[str] | None = None, start: bool = True) -> Cluster:
+        c = Cluster(str(tmp_path / f"c{len(made)}"), size, extra_args=extra_args or [])
+        os.makedirs(c.root, exist_ok=True)
+        made.append(c)
+        if start:
+            c.start_all()
+        return c
+
+    yield make
+    for c in made:
+        c.stop_all()
