@@ -20,7 +20,7 @@ from typing import Protocol
 
 from harepl.core import config as cfgmod
 from harepl.core.node_status import NodeStatus
-from harepl.core.placement import BasicUsage, CompiledRules, NodePreference, compile_rules
+from harepl.core.placement import BasicUsage, CompiledRules, NodePreference, StaticUsage, compile_rules
 from harepl.core.placement import select_service_node as _select
 from harepl.core.types import (
     ERROR,
@@ -73,6 +73,9 @@ class ManagerView:
     rules: Mapping[str, RuleConfig] = field(default_factory=dict)
     crm_commands: Sequence[str] = ()
     datacenter: DatacenterConfig = field(default_factory=lambda: DatacenterConfig())
+    # for the 'static'/'dynamic' scheduler: node -> {maxcpu, maxmem}, sid -> {maxcpu, maxmem}
+    node_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    service_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Manager:
         self.effects: list[Effect] = []
         self.now = 0.0
         self.scheduler: str | None = None
+        self.view: ManagerView | None = None
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -129,6 +133,11 @@ class Manager:
 
     def _recompute_usage(self) -> None:
         self.usage = BasicUsage(self.ns.list_online_nodes())
+        if self.scheduler in ("static", "dynamic") and self.view is not None:
+            try:
+                self.usage = StaticUsage(self.ns.list_online_nodes(), self.view.node_stats, self.view.service_stats)
+            except ValueError as exc:
+                self._log("warning", f"fallback to 'basic' scheduler mode, init for '{self.scheduler}' failed - {exc}")
         for sid in sorted(self.ss):
             self.usage.add_service_usage(sid, self.ss[sid])  # type: ignore[arg-type,unused-ignore]
 
@@ -161,6 +170,7 @@ class Manager:
         self.ports = ports
         self.effects = []
         self.now = view.now
+        self.view = view
         ns = self.ns
 
         lrm_results: dict[str, LrmResult] = {}

@@ -55,6 +55,83 @@ class BasicUsage:
         return {n: len(s) for n, s in self.nodes.items()}
 
 
+# TOPSIS criteria of Proxmox's static scheduler (all minimised): average and highest
+# CPU and memory load over the nodes, as if the service ran on the candidate node.
+_TOPSIS_WEIGHTS = (1.0, 2.0, 5.0, 10.0)
+
+
+def topsis_scores(matrix: list[tuple[float, ...]], weights: tuple[float, ...]) -> list[float]:
+    """Closeness to the ideal worst alternative (0..1, higher is better), every criterion
+    minimised, weights normalised to sum 1 (TOPSIS as in proxmox-resource-scheduling)."""
+    if not matrix:
+        return []
+    n = len(weights)
+    total = sum(weights)
+    w = [x / total for x in weights]
+    norm = [sum(row[j] ** 2 for row in matrix) ** 0.5 for j in range(n)]
+    m = [[row[j] / norm[j] if norm[j] else row[j] for j in range(n)] for row in matrix]
+    best = [min(r[j] for r in m) for j in range(n)]
+    worst = [max(r[j] for r in m) for j in range(n)]
+    scores = []
+    for r in m:
+        d_best = sum(((r[j] - best[j]) * w[j]) ** 2 for j in range(n)) ** 0.5
+        d_worst = sum(((r[j] - worst[j]) * w[j]) ** 2 for j in range(n)) ** 0.5
+        scores.append(d_worst / (d_best + d_worst) if d_best + d_worst else 0.0)
+    return scores
+
+
+class StaticUsage(BasicUsage):
+    """CPU/memory-aware placement (Proxmox's 'static' CRS mode): each node's load is the
+    sum of its services' configured CPUs and memory; candidates are ranked by TOPSIS."""
+
+    def __init__(
+        self,
+        online_nodes: Iterable[str],
+        node_stats: Mapping[str, Mapping[str, float]],
+        service_stats: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        super().__init__(online_nodes)
+        self.node_stats = node_stats
+        self.service_stats = service_stats
+        for n in self.nodes:
+            st = node_stats.get(n, {})
+            if not st.get("maxcpu") or not st.get("maxmem"):
+                raise ValueError(f"no static usage information for node '{n}'")
+        self.scoring_sid: str | None = None
+
+    def _svc(self, sid: str) -> tuple[float, float]:
+        st = self.service_stats.get(sid, {})
+        return float(st.get("maxcpu", 0.0)), float(st.get("maxmem", 0.0))
+
+    def _load(self, node: str) -> tuple[float, float]:
+        maxcpu = float(self.node_stats[node]["maxcpu"])
+        cpu = mem = 0.0
+        for sid in sorted(self.nodes[node]):
+            c, m = self._svc(sid)
+            cpu += c if c else maxcpu  # 0 CPUs means unlimited: the whole node
+            mem += m
+        return cpu, mem
+
+    def scores_for(self, sid: str) -> dict[str, float]:
+        names = sorted(self.nodes)
+        loads = {n: self._load(n) for n in names}
+        s_cpu, s_mem = self._svc(sid)
+        matrix: list[tuple[float, ...]] = []
+        for target in names:
+            cpus, mems = [], []
+            for n in names:
+                cpu, mem = loads[n]
+                maxcpu = float(self.node_stats[n]["maxcpu"])
+                if n == target:
+                    cpu += s_cpu if s_cpu else maxcpu
+                    mem += s_mem
+                cpus.append(cpu / maxcpu)
+                mems.append(mem / float(self.node_stats[n]["maxmem"]))
+            matrix.append((sum(cpus) / len(names), max(cpus), sum(mems) / len(names), max(mems)))
+        # lower is better for the caller, as with the service count
+        return {n: -score for n, score in zip(names, topsis_scores(matrix, _TOPSIS_WEIGHTS), strict=True)}
+
+
 @dataclass(frozen=True)
 class CompiledRules:
     # sid -> node -> priority (non-strict rules list all cluster nodes, others at -1)
@@ -196,7 +273,9 @@ def select_service_node(
     if preference == "none" and current in pri:
         return current
 
-    scores = usage.scores()
+    scores: Mapping[str, float] = (
+        usage.scores_for(sid) if isinstance(usage, StaticUsage) else usage.scores()
+    )
     nodes = sorted(pri, key=lambda n: (scores.get(n, 0), n))
     if not nodes:
         return None

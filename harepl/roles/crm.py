@@ -203,6 +203,13 @@ class CRM:
         lrm: dict[str, LrmStatus] = {}
         for node in sorted(set(manager.ns.list_nodes()) | set(node_info)):
             lrm[node] = env.read_lrm_status(node)
+        datacenter = env.get_datacenter_settings()
+        mode = str(dict(datacenter.get("crs", {})).get("ha") or "basic")
+        node_stats: dict[str, dict[str, float]] = {}
+        service_stats: dict[str, dict[str, float]] = {}
+        if mode in ("static", "dynamic"):
+            node_stats = env.get_static_node_stats()
+            service_stats = env.get_service_stats(mode)
         view = ManagerView(
             now=env.get_time(),
             node_info=node_info,
@@ -211,7 +218,9 @@ class CRM:
             groups=env.read_group_config(),
             rules=env.read_rules_config(),
             crm_commands=tuple(env.read_crm_commands()),
-            datacenter=env.get_datacenter_settings(),
+            datacenter=datacenter,
+            node_stats=node_stats,
+            service_stats=service_stats,
         )
         result = manager.manage(view, _Ports(env))
         self.last_result = result

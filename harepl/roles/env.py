@@ -227,6 +227,16 @@ class Env(Protocol):
         """Cluster-wide settings (ha.shutdown_policy, crs.ha)."""
         ...
 
+    def get_static_node_stats(self) -> dict[str, dict[str, float]]:
+        """node -> {'maxcpu': CPUs, 'maxmem': bytes}, for the 'static'/'dynamic' scheduler
+        (only called when datacenter crs.ha selects one; {} falls back to 'basic')."""
+        ...
+
+    def get_service_stats(self, kind: str) -> dict[str, dict[str, float]]:
+        """sid -> {'maxcpu', 'maxmem'}: configured limits (kind 'static') or current usage
+        (kind 'dynamic', as {'maxcpu': cpu, 'maxmem': mem}). Only called as above."""
+        ...
+
     def read_crm_commands(self) -> list[str]:
         """Read *and clear* the queued CRM commands (master only), oldest first."""
         ...

@@ -7,6 +7,7 @@ costs `role_step_s` (sleeps only count inside the iteration, they do not move th
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -166,6 +167,25 @@ class SimEnv:
 
     def get_datacenter_settings(self) -> DatacenterConfig:
         return copy.deepcopy(self.hw.datacenter)  # type: ignore[return-value]
+
+    def get_static_node_stats(self) -> dict[str, dict[str, float]]:
+        return {n: {"maxcpu": float(h.maxcpu), "maxmem": float(h.maxmem)}
+                for n, h in self.hw.nodes.items() if h.maxcpu and h.maxmem}
+
+    def get_service_stats(self, kind: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for sid in self.hw.service_config:
+            st = dict(self.hw.static_stats.get(sid, {}))
+            if not st:
+                # like Proxmox's simulator: derive the usage from the id (vm:ABC...)
+                m = re.match(r"^[a-z]+:(\d)(\d\d)", sid)
+                if m:
+                    st = {"maxcpu": int(m[1]) + 1, "maxmem": (int(m[2]) + 1) << 29}
+            if kind == "dynamic" and sid in self.hw.dynamic_stats:
+                dyn = self.hw.dynamic_stats[sid]
+                st = {"maxcpu": dyn.get("cpu", st.get("maxcpu", 0)), "maxmem": dyn.get("mem", st.get("maxmem", 0))}
+            out[sid] = {"maxcpu": float(st.get("maxcpu", 0)), "maxmem": float(st.get("maxmem", 0))}
+        return out
 
     def read_crm_commands(self) -> list[str]:
         cmds, self.hw.crm_commands = self.hw.crm_commands, []

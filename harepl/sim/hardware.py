@@ -28,6 +28,8 @@ class NodeHw:
     shutdown: str | None = None  # 'shutdown' | 'reboot' while a shutdown is in progress
     cfs: dict[str, bool] = field(default_factory=dict)  # rw / update -> works?
     version: str = ""
+    maxcpu: float = 0.0
+    maxmem: float = 0.0
 
 
 @dataclass
@@ -79,7 +81,8 @@ class Hardware:
         self.watchdog_timeout_s = watchdog_timeout_s
         self._log = log
         self._get_time = get_time
-        self.stats: dict[str, dict[str, Any]] = {}
+        self.static_stats: dict[str, dict[str, Any]] = {}
+        self.dynamic_stats: dict[str, dict[str, Any]] = {}
         # per-sid try counters of failing fa: resources (VirtFail.pm keeps them globally)
         self.fail_tries: dict[str, dict[str, int]] = {"start": {}, "migrate": {}}
         # invariant bookkeeping: node -> time its lease last changed hands to someone else

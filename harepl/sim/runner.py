@@ -96,6 +96,7 @@ class Scenario:
     rules: Any
     datacenter: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
+    dynamic_stats: dict[str, Any] = field(default_factory=dict)
 
 
 def load_scenario(folder: Path) -> Scenario:
@@ -108,7 +109,8 @@ def load_scenario(folder: Path) -> Scenario:
     for node, d in hw_raw.items():
         if not isinstance(d, dict) or d.get("power") not in ("on", "off") or d.get("network") not in ("on", "off"):
             raise ScenarioError(f"hardware_status: node '{node}' needs power and network 'on' or 'off'")
-        hardware[node] = NodeHw(power=d["power"], network=d["network"])
+        hardware[node] = NodeHw(power=d["power"], network=d["network"],
+                                maxcpu=float(d.get("maxcpu", 0) or 0), maxmem=float(d.get("maxmem", 0) or 0))
     cmdlist = _read_json(folder / "cmdlist", required=True)
     if not isinstance(cmdlist, list) or not all(
         isinstance(b, list) and all(isinstance(c, str) for c in b) for b in cmdlist
@@ -126,6 +128,7 @@ def load_scenario(folder: Path) -> Scenario:
     if (folder / "rules_config").exists():
         rules = (folder / "rules_config").read_text()
     stats = _read_json(folder / "static_service_stats", default={}) or {}
+    dyn_stats = _read_json(folder / "dynamic_service_stats", default={}) or {}
     try:
         services = normalize_service_config(sc)
         parse_groups(groups)
@@ -138,7 +141,7 @@ def load_scenario(folder: Path) -> Scenario:
     for batch in cmdlist:
         for cmd in batch:
             validate_command(cmd, hardware)
-    return Scenario(hardware, cmdlist, sc, ms, groups, rules, dc, stats)
+    return Scenario(hardware, cmdlist, sc, ms, groups, rules, dc, stats, dyn_stats)
 
 
 def validate_command(cmd: str, nodes: dict[str, NodeHw]) -> None:
@@ -230,7 +233,8 @@ class Simulation:
             watchdog_timeout_s=profile.watchdog_s,
             log=lambda lvl, who, msg: self.log(lvl, who, msg), get_time=lambda: self.now,
         )
-        self.hw.stats = dict(scenario.stats)
+        self.hw.static_stats = dict(scenario.stats)
+        self.hw.dynamic_stats = dict(scenario.dynamic_stats)
         self.roles: dict[str, NodeRoles] = {
             n: NodeRoles(SimEnv(self, n, "crm"), SimEnv(self, n, "lrm")) for n in sorted(scenario.hardware)
         }
@@ -449,7 +453,9 @@ class Simulation:
                     if was_running:
                         hw.set_running(target, sid, True)
             elif action in ("set-static-stats", "set-dynamic-stats"):
-                hw.stats.setdefault(sid, {}).update(dict(zip(parts[3::2], parts[4::2], strict=False)))
+                table = hw.static_stats if action == "set-static-stats" else hw.dynamic_stats
+                table.setdefault(sid, {}).update(
+                    {k: float(v) for k, v in zip(parts[3::2], parts[4::2], strict=False)})
         except ConfigError as exc:
             self.log("err", "hardware", f"service command failed - {exc}")
 
