@@ -28,12 +28,17 @@ child = subprocess.Popen(["sleep", "1000"])
 tree = subprocess.Popen(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
 svc = agent_for("exec:svc", {"params": {"command": "sleep 1000"}}, AgentContext("n", run_dir))
 assert svc.start().ok
+def publish(path, data):
+    with open(path + ".tmp", "w") as fh:
+        json.dump(data, fh)
+    os.rename(path + ".tmp", path)
+# 1) tell the test who we are, 2) wait until it has looked at our processes, 3) arm
+publish(info, {"session": os.getsid(0), "daemon": os.getpid(), "service": svc.pid()})
+while not os.path.exists(info + ".go"):
+    time.sleep(0.01)
 wd = ProcessWatchdog("nodeX", timeout_s, log_path=log)
 wd.open()
-with open(info + ".tmp", "w") as fh:
-    json.dump({"session": os.getsid(0), "watchdog_pid": wd.pid, "daemon": os.getpid(),
-               "service": svc.pid()}, fh)
-os.rename(info + ".tmp", info)
+publish(info + ".armed", {"watchdog_pid": wd.pid})
 if mode == "feed":
     while True:
         wd.feed(); time.sleep(0.05)
@@ -60,6 +65,15 @@ class Node:
         self.popen = subprocess.Popen(
             [sys.executable, "-c", NODE, mode, str(timeout_s), str(self.info_path), str(self.log),
              str(tmp_path / "run")], start_new_session=True)
+        self.session = self.popen.pid  # setsid: the session id is the leader's pid
+        self.info = {}
+        try:
+            self._start(tmp_path)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self, tmp_path):
         wait_until(lambda: self.info_path.exists() or self.popen.poll() is not None)
         assert self.info_path.exists(), f"node helper failed (exit {self.popen.returncode})"
         self.info = json.loads(self.info_path.read_text())
@@ -67,6 +81,11 @@ class Node:
         assert self.session == self.popen.pid != os.getsid(0)
         wait_until(lambda: len(self.members()) >= 5)  # daemon, sleep, sh + 2 sleeps, service
         self.initial = self.members()
+        armed = tmp_path / "info.json.armed"
+        (tmp_path / "info.json.go").touch()
+        wait_until(lambda: armed.exists() or self.popen.poll() is not None)
+        assert armed.exists(), f"node helper failed (exit {self.popen.returncode})"
+        self.info.update(json.loads(armed.read_text()))
 
     def members(self):
         return proc.session_members(self.session)
@@ -87,7 +106,7 @@ class Node:
             time.sleep(0.02)
         try:
             os.kill(self.info["watchdog_pid"], signal.SIGKILL)
-        except (ProcessLookupError, KeyError):
+        except (ProcessLookupError, KeyError, AttributeError):
             pass
         self.popen.poll()
 
@@ -129,8 +148,8 @@ def test_fires_and_kills_whole_session_when_not_fed(node_factory):
 
 
 def test_does_not_fire_while_fed(node_factory):
-    node = node_factory("feed", 1.0)
-    time.sleep(3.0)  # three timeouts
+    node = node_factory("feed", 1.5)
+    time.sleep(4.5)  # three timeouts
     assert sorted(node.members()) == sorted(node.initial)
     assert node.watchdog_alive()
     log = node.log.read_text() if node.log.exists() else ""  # nothing to log while fed
