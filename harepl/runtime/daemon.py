@@ -1,0 +1,290 @@
+"""`harepl daemon`: one process per node hosting the Raft member, the CRM and LRM roles
+(the same role code the simulator runs), the local API and the watchdog client.
+
+Threads: pysyncobj's tick thread (store), one loop thread per role, the API server's
+threads, agent workers. Roles talk to the world only through their `RuntimeEnv`.
+
+Beyond Proxmox's LRM (DESIGN.md §1 "going beyond"):
+- when this node's lease stops being locally valid while the watchdog is armed (quorum
+  lost, store stalled), the LRM driver stops every local service at once and closes the
+  watchdog cleanly only if all are confirmed stopped before it would fire; otherwise it
+  fires and kills the node's session. Services stopped that way are started again if the
+  lease comes back before the CRM recovered them elsewhere;
+- a service the monitor finds dead is started again by the LRM (its result is forgotten,
+  so the LRM re-runs the requested state); a start that fails goes through the recovery
+  policy (max_restart on this node, then relocation by the CRM's max_relocate).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+from harepl.core.types import ServiceStatus
+from harepl.roles.crm import CRM
+from harepl.roles.lrm import LRM
+from harepl.runtime.agenthost import AgentHost
+from harepl.runtime.api import serve_api
+from harepl.runtime.backend import DaemonBackend
+from harepl.runtime.config import NodeConfig
+from harepl.runtime.env import NodeContext, RuntimeEnv
+from harepl.runtime.metrics import HaMetrics
+from harepl.runtime.nodelog import NodeLog, RoleLog
+from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog, stop_all_and_close
+from harepl.store import reads
+from harepl.store.client import Client
+from harepl.store.raft import RaftSettings, StoreNode
+
+
+class WatchdogDoor:
+    """The env's watchdog: created on first open, re-armed by a feed after a clean close."""
+
+    def __init__(self, cfg: NodeConfig, log: RoleLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.wd: Watchdog | None = None
+        self._lock = threading.Lock()
+
+    def _make(self) -> Watchdog:
+        cfg = self.cfg
+        backend = cfg.watchdog_backend
+        if backend == "auto":
+            backend = "device" if cfg.watchdog_device.exists() and os.path.exists(DEFAULT_MUX_SOCKET) else "process"
+        if backend == "device":
+            return MuxWatchdog(cfg.node, cfg.timing.watchdog_s, DEFAULT_MUX_SOCKET)
+        return ProcessWatchdog(cfg.node, cfg.timing.watchdog_s, log_path=cfg.log_file)
+
+    def open(self) -> None:
+        with self._lock:
+            if self.wd is None:
+                self.wd = self._make()
+            if not self.wd.is_open:
+                self.wd.open()
+                kind = "process watchdog" if isinstance(self.wd, ProcessWatchdog) else "watchdog device (mux)"
+                self.log("info", f"watchdog active ({kind}, {self.cfg.timing.watchdog_s:g} s)")
+
+    def feed(self) -> None:
+        if self.wd is None or not self.wd.is_open:
+            self.open()
+        assert self.wd is not None
+        self.wd.feed()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.wd is not None and self.wd.is_open:
+                self.wd.close(clean=True)
+                self.log("info", "watchdog closed (disarmed)")
+
+    @property
+    def armed(self) -> bool:
+        return self.wd is not None and self.wd.is_open
+
+
+def _loop(name: str, stop: threading.Event, log: RoleLog, period_s: float,
+          iteration: Any, after: Any = None) -> None:
+    """Run a role: its iterations sleep themselves; we only enforce a minimum period
+    (a slave CRM's iteration does not sleep) and keep the thread alive across bugs."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            if not iteration():
+                return
+            if after is not None:
+                after()
+        except Exception as exc:  # noqa: BLE001 - a bug in one round must not stop the role
+            log("err", f"{name} iteration failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        rest = t0 + period_s - time.monotonic()
+        if rest > 0:
+            stop.wait(rest)
+
+
+class NodeDaemon:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        t = cfg.timing
+        self.log = NodeLog(cfg.node, cfg.log_file)
+        self.dlog = self.log.for_role("daemon")
+        self.stop_event = threading.Event()
+        self.roles_stop = threading.Event()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o700)
+        self.metrics = HaMetrics()
+        me = cfg.self_member.raft_addr
+        self.store = StoreNode(me, [m.raft_addr for m in cfg.members], str(cfg.data_dir / "store"),
+                               cfg.read_secret(), RaftSettings())
+        self.client = Client(self.store)
+        lrm_log = self.log.for_role("lrm")
+        self.agents = AgentHost(cfg.node, cfg.data_dir / "run", t.max_workers,
+                                monitor_interval_s=max(t.loop_s, 1.0), log=lrm_log, metrics=self.metrics)
+        self.watchdog = WatchdogDoor(cfg, lrm_log)
+        self.ctx = NodeContext(cfg, self.client, self.agents, self.watchdog, self.roles_stop)
+        self.crm_env = RuntimeEnv(self.ctx, "crm", self.log.for_role("crm"))
+        self.lrm_env = RuntimeEnv(self.ctx, "lrm", lrm_log)
+        # Fencing waits for the node lease anyway (lease_timeout_s on our clock); marking a
+        # node's services 'fence' earlier than that gains nothing and only makes a short
+        # hiccup costlier, so the fence delay ends about when the lease can expire.
+        fence_delay_s = max(t.loop_s, t.lease_timeout_s - self.ctx.online_window_s - t.loop_s)
+        self.crm = CRM(self.crm_env, round_s=t.loop_s, wait_round_s=t.loop_s, fence_delay_s=fence_delay_s)
+        self.lrm = LRM(self.lrm_env, active_round_s=t.loop_s, wait_round_s=t.loop_s)
+        self.estopped: set[str] = set()
+        self._last_states: dict[str, str] = {}
+        self.backend = DaemonBackend(cfg.node, tuple(m.name for m in cfg.members), self.client)
+        token = cfg.read_api_token()
+        cfg.api_socket.parent.mkdir(parents=True, exist_ok=True)
+        self.api = serve_api(self.backend, unix_path=cfg.api_socket, tcp=cfg.api_tcp, token=token,
+                             metrics=self.metrics)
+        self.threads: list[threading.Thread] = []
+
+    # --- LRM extras -----------------------------------------------------------------------
+    def _my_started(self) -> dict[str, ServiceStatus]:
+        return {sid: sd for sid, sd in self.lrm.service_status.items()
+                if sd.get("node") == self.cfg.node and sd.get("state") == "started"}
+
+    def _forget_result(self, sid: str) -> bool:
+        # The core LRM never re-runs a command whose uid has a result; forgetting it makes
+        # the next round run 'started' again (check_running, then start).
+        sd = self.lrm.service_status.get(sid)
+        if not sd or sd.get("node") != self.cfg.node or sd.get("state") != "started":
+            return False
+        self.lrm.results.pop(sd["uid"], None)
+        return True
+
+    def after_lrm(self) -> None:
+        log = self.lrm_env.log
+        for res in self.agents.take_deaths():
+            status = res.status.value if res.status is not None else "unknown"
+            if self._forget_result(res.sid):
+                log("warn", f"service '{res.sid}' is not running (monitor: {status}) - starting it again")
+        if self.watchdog.armed and not self.ctx.node_lease_valid():
+            self._lease_lost()
+        elif self.estopped and self.lrm.state == "active":
+            for sid in sorted(self.estopped):
+                if self._forget_result(sid):
+                    log("info", f"lease back: starting '{sid}' again")
+            self.estopped.clear()
+        self._push_lease_metrics()
+
+    def _lease_lost(self) -> None:
+        """Quorum or lease lost with the watchdog armed: we no longer feed it; stop every
+        local service now and disarm only if all are confirmed stopped in time."""
+        log = self.lrm_env.log
+        wd = self.watchdog.wd
+        assert wd is not None
+        log("err", f"lost lease 'agent:{self.cfg.node}' (quorate={self.ctx.quorate_cache}) - "
+                   "stopping all local services now")
+        try:
+            configs = self.client.read(reads.service_config, linearizable=False)
+        except Exception:  # noqa: BLE001
+            configs = {}
+        agents = []
+        for sid, config in configs.items():
+            try:
+                agents.append(self.agents.agent(sid, config))
+            except Exception:  # noqa: BLE001 - a bad config cannot be running here
+                continue
+        result = stop_all_and_close(wd, agents, runner=self.agents.runner, margin_s=self.cfg.timing.margin_s)
+        for sid in result.stopped:
+            self.agents.monitor_unwatch(sid)
+        self.estopped |= set(self._my_started()) & set(result.stopped)
+        if result.closed_clean:
+            log("notice", f"all {len(result.stopped)} services stopped before the watchdog deadline - "
+                          "watchdog closed cleanly, no self-fence")
+        else:
+            log("err", f"services not confirmed stopped ({', '.join(result.not_stopped)}) - "
+                       "the watchdog will fire")
+
+    def _push_lease_metrics(self) -> None:
+        for name in [f"agent:{m.name}" for m in self.cfg.members] + ["manager"]:
+            _h, _e, _s, age = self.ctx.lease_seen(name)
+            if age is not None:
+                self.metrics.set_lease_age(name, age)
+
+    def after_crm(self) -> None:
+        manager = self.crm.manager
+        if manager is None:
+            self._last_states = {}
+            return
+        states = {sid: sd.get("state", "") for sid, sd in manager.ss.items()}
+        for sid, state in states.items():
+            old = self._last_states.get(sid)
+            if old is not None and old != state:
+                self.metrics.count_transition(old, state)
+        self._last_states = states
+
+    # --- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        t = self.cfg.timing
+        self.dlog("info", f"starting: node {self.cfg.node}, profile {self.cfg.profile} (loop {t.loop_s:g} s, "
+                          f"lease_local {t.lease_local_s:g} s, watchdog {t.watchdog_s:g} s, "
+                          f"lease_timeout {t.lease_timeout_s:g} s), raft {self.cfg.self_member.raft_addr}, "
+                          f"api {self.cfg.api_socket}")
+        crm_log, lrm_log = self.log.for_role("crm"), self.log.for_role("lrm")
+        self.threads = [
+            threading.Thread(target=_loop, name="crm", daemon=True,
+                             args=("crm", self.roles_stop, crm_log, t.loop_s, self.crm.do_one_iteration,
+                                   self.after_crm)),
+            threading.Thread(target=_loop, name="lrm", daemon=True,
+                             args=("lrm", self.roles_stop, lrm_log, t.loop_s, self.lrm.do_one_iteration,
+                                   self.after_lrm)),
+        ]
+        for th in self.threads:
+            th.start()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self) -> None:
+        while not self.stop_event.is_set():
+            self.stop_event.wait(1.0)
+            if not any(th.is_alive() for th in self.threads):
+                break
+
+    def shutdown(self) -> None:
+        """Graceful stop (SIGTERM): Proxmox's LRM restart semantics — services are frozen
+        and keep running; the CRM gives its lease up. Bounded by the lease timeout."""
+        self.dlog("info", "received shutdown request")
+        self.lrm.shutdown()
+        self.crm.shutdown()
+        deadline = time.monotonic() + self.cfg.timing.lease_timeout_s
+        for th in self.threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        self.roles_stop.set()
+        for th in self.threads:
+            th.join(2.0)
+        self.api.close()
+        self.agents.close()
+        self.store.stop()
+        self.dlog("info", "stopped")
+        self.log.close()
+
+
+def _own_session(cfg: NodeConfig) -> str | None:
+    """The process watchdog fences by killing our session: we must lead one."""
+    if os.getsid(0) == os.getpid():
+        return None
+    try:
+        os.setsid()
+    except OSError:
+        if cfg.watchdog_backend in ("process", "auto"):
+            return ("the process watchdog kills this daemon's whole session, but the daemon is not a "
+                    "session leader and cannot become one (run it with setsid, or under systemd)")
+    return None
+
+
+def run_daemon(cfg: NodeConfig) -> int:
+    problem = _own_session(cfg)
+    if problem:
+        print(f"harepl daemon: {problem}", flush=True)
+        return 2
+    daemon = NodeDaemon(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    daemon.start()
+    daemon.wait()
+    daemon.shutdown()
+    return 0

@@ -1,0 +1,415 @@
+"""The real `Env` (harepl.roles.env): the CRM and LRM roles over the replicated store.
+
+One `NodeContext` per daemon holds what both roles of a node share: the store client, the
+lease judges (this node's monotonic observations of every lease), this node's own node
+lease, its agents and its watchdog. Each role gets its own `RuntimeEnv` (Proxmox does the
+same): the CRM's env holds the manager lease, the LRM's env drives the node lease.
+
+Leases (DESIGN.md §1), all on `time.monotonic()`:
+- The node lease `agent:<node>` is kept by the LRM thread at the start of every LRM loop
+  (`loop_start_hook`), whether or not services run: its renewals are also how the other
+  nodes see this node alive (`get_node_info`), and every lrm_status write carries its
+  epoch. It is *locally valid* until `t_sent + lease_local_s` of the last acknowledged
+  renewal; the watchdog is fed only while it is.
+- A foreign lease (the CRM fencing a node, a standby taking the manager lease) is taken
+  only when free or unchanged for its timeout on our own clock, by compare-and-swap.
+- Every write acting for a holder carries the epoch; a rejection raises StaleLeaseError.
+
+The wall clock appears only in `timestamp` fields of statuses, which are for humans.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harepl.core.types import (
+    DatacenterConfig,
+    GroupConfig,
+    LrmStatus,
+    ManagerStatus,
+    NodeInfo,
+    RuleConfig,
+    ServiceConfig,
+)
+from harepl.roles.env import ResourceAgent, StaleLeaseError, StoreUnavailableError, WatchdogHandle, WorkerHandle
+from harepl.runtime.config import NodeConfig
+from harepl.runtime.nodelog import RoleLog
+from harepl.store import commands as C
+from harepl.store import reads
+from harepl.store.client import Client, Rejected
+from harepl.store.leases import HolderLease, LeaseJudge
+
+
+class NodeContext:
+    """What the CRM and LRM of one node share. Thread-safe where the roles meet."""
+
+    def __init__(self, cfg: NodeConfig, client: Client, agents: Any, watchdog: Any,
+                 stop_event: threading.Event) -> None:
+        self.cfg = cfg
+        self.node = cfg.node
+        self.timing = cfg.timing
+        self.client = client
+        self.agents = agents        # harepl.runtime.agenthost.AgentHost
+        self.watchdog = watchdog    # harepl.runtime.wdclient.WatchdogDoor
+        self.stop_event = stop_event
+        t = cfg.timing
+        # how long a commit may take before we call the store unavailable this round
+        self.commit_timeout_s = max(0.2, min(t.loop_s, t.lease_local_s / 2))
+        # a standby takes the manager lease after this much silence of the master; the
+        # master's writes are fenced by its epoch, so this only bounds CRM failover time
+        self.manager_timeout_s = t.lease_local_s + t.loop_s
+        # a node is 'online' while its node lease keeps being renewed
+        self.online_window_s = t.lease_local_s
+        now = time.monotonic()
+        self._lock = threading.Lock()
+        self.node_judge = LeaseJudge(t.lease_timeout_s, now)
+        self.manager_judge = LeaseJudge(self.manager_timeout_s, now)
+        self.node_lease = HolderLease(t.lease_local_s)
+        self.holds_node_lease = False
+        self.quorate_cache = False
+
+    # --- observations -----------------------------------------------------------------
+    def observe(self) -> dict[str, dict[str, Any]]:
+        """Read the lease table of our replica and note changes on our clock."""
+        leases: dict[str, dict[str, Any]] = self.client.read(reads.leases, linearizable=False)
+        now = time.monotonic()
+        with self._lock:
+            for name, row in leases.items():
+                judge = self.manager_judge if name == C.MANAGER_LEASE else self.node_judge
+                judge.observe(name, int(row["epoch"]), int(row["seq"]), row["holder"], now)
+        return leases
+
+    def lease_seen(self, name: str) -> tuple[str | None, int, int, float | None]:
+        """(holder, epoch, seq, age_s) as we last saw it."""
+        judge = self.manager_judge if name == C.MANAGER_LEASE else self.node_judge
+        with self._lock:
+            epoch, seq = judge.seen(name)
+            return judge.holder(name), epoch, seq, judge.age(name, time.monotonic())
+
+    def lease_expired(self, name: str) -> bool:
+        judge = self.manager_judge if name == C.MANAGER_LEASE else self.node_judge
+        with self._lock:
+            return judge.expired(name, time.monotonic())
+
+    def quorate(self) -> bool:
+        q = self.client.quorate()
+        self.quorate_cache = q
+        return q
+
+    # --- the node lease (LRM thread) ----------------------------------------------------
+    def keep_node_lease(self, log: RoleLog) -> bool:
+        """Renew (or take) this node's lease; True while it is locally valid."""
+        name = C.agent_lease(self.node)
+        if not self.quorate():
+            return self.node_lease.valid(time.monotonic())
+        self.observe()
+        holder, epoch, seq, _age = self.lease_seen(name)
+        t_sent = time.monotonic()
+        try:
+            if holder == self.node:
+                # ours (also after a daemon restart: same node, the old incarnation is gone)
+                res = self.client.submit(C.lease_renew(name, self.node, epoch), self.commit_timeout_s)
+                if res.get("ok"):
+                    if not self.holds_node_lease:
+                        log("info", f"successfully acquired lock '{name}'")
+                    self.holds_node_lease = True
+                    self.node_lease.acknowledged(t_sent, epoch)
+                else:
+                    self._lose_node_lease(log, f"renewal rejected: {res.get('error')}")
+            elif holder is None or self.lease_expired(name):
+                res = self.client.submit(C.lease_acquire(name, self.node, epoch, seq), self.commit_timeout_s)
+                if res.get("ok"):
+                    log("info", f"successfully acquired lock '{name}' (epoch {res['epoch']})")
+                    self.holds_node_lease = True
+                    self.node_lease.acknowledged(t_sent, int(res["epoch"]))
+                elif self.holds_node_lease:
+                    self._lose_node_lease(log, f"acquire rejected: {res.get('error')}")
+            elif self.holds_node_lease:
+                self._lose_node_lease(log, f"held by {holder} (epoch {epoch})")
+        except StoreUnavailableError as exc:
+            log("warn", f"lease renewal of '{name}' not committed: {exc}")
+        self.observe()
+        return self.node_lease.valid(time.monotonic())
+
+    def _lose_node_lease(self, log: RoleLog, why: str) -> None:
+        if self.holds_node_lease:
+            log("err", f"lost lock 'agent:{self.node}' - {why}")
+        self.holds_node_lease = False
+        self.node_lease.lost()
+
+    def node_lease_valid(self) -> bool:
+        return self.holds_node_lease and self.node_lease.valid(time.monotonic())
+
+    def node_lease_deadline(self) -> float:
+        return self.node_lease.valid_until
+
+
+class RuntimeEnv:
+    """`harepl.roles.env.Env` for one role ('crm' or 'lrm') of one node."""
+
+    def __init__(self, ctx: NodeContext, role: str, log: RoleLog,
+                 on_transition: Callable[[str, str], None] | None = None) -> None:
+        self.ctx = ctx
+        self.role = role
+        self._log = log
+        self.manager_lease = HolderLease(ctx.manager_timeout_s)
+        self.holds_manager_lease = False
+        self.on_transition = on_transition
+
+    # --- identity, time, logging ---------------------------------------------------------
+    def nodename(self) -> str:
+        return self.ctx.node
+
+    def get_time(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        # interruptible: a shutdown request wakes the role at once
+        self.ctx.stop_event.wait(max(0.0, seconds))
+
+    def sleep_until(self, t: float) -> None:
+        self.sleep(t - time.monotonic())
+
+    def log(self, level: str, msg: str) -> None:
+        self._log(level, msg)
+
+    def sendmail(self, subject: str, text: str) -> None:
+        self._log("email", subject)
+
+    def loop_start_hook(self) -> None:
+        if self.role == "lrm":
+            self.ctx.keep_node_lease(self._log)
+            self.ctx.agents.poll(self)
+
+    def loop_end_hook(self) -> None:
+        pass
+
+    # --- membership ------------------------------------------------------------------------
+    def quorate(self) -> bool:
+        return self.ctx.quorate()
+
+    def get_node_info(self) -> tuple[dict[str, NodeInfo], bool]:
+        quorate = self.quorate()
+        info: dict[str, NodeInfo] = {}
+        members = [m.name for m in self.ctx.cfg.members]
+        try:
+            extra = self.ctx.client.read(reads.nodes, linearizable=False)
+        except Exception:  # noqa: BLE001 - the config's member list is enough
+            extra = {}
+        for node in sorted(set(members) | set(extra)):
+            if node == self.ctx.node:
+                online = quorate
+            else:
+                holder, _e, _s, age = self.ctx.lease_seen(C.agent_lease(node))
+                online = quorate and holder == node and age is not None and age < self.ctx.online_window_s
+            info[node] = {"online": online}
+        return info, quorate
+
+    def cluster_state_update(self) -> bool:
+        try:
+            self.ctx.observe()
+        except Exception as exc:  # noqa: BLE001 - an unreadable replica skips the round
+            self._log("err", f"cluster state update failed: {exc}")
+            return False
+        return True
+
+    # --- leases ----------------------------------------------------------------------------
+    def get_ha_manager_lock(self) -> bool:
+        ctx = self.ctx
+        name = C.MANAGER_LEASE
+        if not self.quorate():
+            return False
+        ctx.observe()
+        holder, epoch, seq, _age = ctx.lease_seen(name)
+        t_sent = time.monotonic()
+        try:
+            if holder == ctx.node and (self.holds_manager_lease or self.manager_lease.epoch in (0, epoch)):
+                res = ctx.client.submit(C.lease_renew(name, ctx.node, epoch), ctx.commit_timeout_s)
+                if res.get("ok"):
+                    if not self.holds_manager_lease:
+                        self._log("info", "successfully acquired lock 'ha_manager_lock'")
+                    self.holds_manager_lease = True
+                    self.manager_lease.acknowledged(t_sent, epoch)
+                    return True
+            elif holder is None or ctx.lease_expired(name):
+                res = ctx.client.submit(C.lease_acquire(name, ctx.node, epoch, seq), ctx.commit_timeout_s)
+                if res.get("ok"):
+                    self._log("info", f"got lock 'ha_manager_lock' (epoch {res['epoch']})")
+                    self.holds_manager_lease = True
+                    self.manager_lease.acknowledged(t_sent, int(res["epoch"]))
+                    return True
+        except StoreUnavailableError as exc:
+            self._log("warn", f"manager lease not committed: {exc}")
+            return self.holds_manager_lease and self.manager_lease.valid(time.monotonic())
+        self.holds_manager_lease = False
+        self.manager_lease.lost()
+        return False
+
+    def release_ha_manager_lock(self) -> bool:
+        if not self.holds_manager_lease:
+            return False
+        ok = self._release(C.MANAGER_LEASE, self.manager_lease.epoch)
+        self.holds_manager_lease = False
+        self.manager_lease.lost()
+        return ok
+
+    def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        ctx = self.ctx
+        if node is None or node == ctx.node:
+            # renewed by keep_node_lease at the start of this LRM loop
+            return ctx.quorate() and ctx.node_lease_valid()
+        # the CRM master fencing a failed node: take its lease once expired on our clock
+        name = C.agent_lease(node)
+        if not self.quorate():
+            return False
+        ctx.observe()
+        holder, epoch, seq, _age = ctx.lease_seen(name)
+        try:
+            if holder == ctx.node:
+                res = ctx.client.submit(C.lease_renew(name, ctx.node, epoch), ctx.commit_timeout_s)
+                return bool(res.get("ok"))
+            if holder is None or ctx.lease_expired(name):
+                res = ctx.client.submit(C.lease_acquire(name, ctx.node, epoch, seq), ctx.commit_timeout_s)
+                if res.get("ok"):
+                    self._log("info", f"got lock '{name}' (epoch {res['epoch']}, was {holder})")
+                    ctx.observe()
+                    return True
+        except StoreUnavailableError as exc:
+            self._log("warn", f"lease '{name}' not committed: {exc}")
+        return False
+
+    def release_ha_agent_lock(self) -> bool:
+        # The node lease doubles as this node's heartbeat, so an idle LRM keeps it (the
+        # watchdog is closed by the LRM). The daemon releases it for real on shutdown.
+        return True
+
+    def release_node_lease_for_shutdown(self) -> bool:
+        ctx = self.ctx
+        if not ctx.holds_node_lease:
+            return False
+        ok = self._release(C.agent_lease(ctx.node), ctx.node_lease.epoch)
+        ctx.holds_node_lease = False
+        ctx.node_lease.lost()
+        return ok
+
+    def _release(self, name: str, epoch: int) -> bool:
+        try:
+            res = self.ctx.client.submit(C.lease_release(name, self.ctx.node, epoch), self.ctx.commit_timeout_s)
+        except StoreUnavailableError:
+            return False
+        return bool(res.get("ok"))
+
+    # --- watchdog (LRM only) -----------------------------------------------------------------
+    def watchdog_open(self) -> WatchdogHandle:
+        self.ctx.watchdog.open()
+        return "watchdog"
+
+    def watchdog_update(self, handle: WatchdogHandle) -> None:
+        # feed only while the node lease is locally valid (checked again here)
+        if self.ctx.node_lease_valid():
+            self.ctx.watchdog.feed()
+
+    def watchdog_close(self, handle: WatchdogHandle) -> None:
+        self.ctx.watchdog.close()
+
+    # --- replicated state ---------------------------------------------------------------------
+    def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return self.ctx.client.read(lambda c: fn(c, *args), linearizable=False)
+        except Exception as exc:  # noqa: BLE001
+            raise StoreUnavailableError(f"read failed: {exc}") from exc
+
+    def _submit_fenced(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        res = self.ctx.client.submit(cmd, self.ctx.commit_timeout_s)
+        if res.get("ok"):
+            return res
+        if res.get("reason") == "stale_epoch":
+            raise StaleLeaseError(str(res.get("error")))
+        raise StoreUnavailableError(f"{cmd['op']} rejected: {res.get('error')}")
+
+    def _manager_epoch(self) -> int:
+        if not self.holds_manager_lease:
+            raise StaleLeaseError("not holding the manager lease")
+        return self.manager_lease.epoch
+
+    def read_manager_status(self) -> ManagerStatus:
+        return self._read(reads.manager_status)  # type: ignore[no-any-return]
+
+    def write_manager_status(self, status: ManagerStatus) -> None:
+        body = dict(status)
+        body["timestamp"] = time.time()  # wall clock, for humans (status display) only
+        self._submit_fenced(C.manager_status_set(body, self._manager_epoch()))
+
+    def read_lrm_status(self, node: str | None = None) -> LrmStatus:
+        return self._read(reads.lrm_status, node or self.ctx.node) or {}  # type: ignore[no-any-return]
+
+    def write_lrm_status(self, status: LrmStatus) -> None:
+        ctx = self.ctx
+        if not ctx.holds_node_lease:
+            raise StoreUnavailableError(f"no lease 'agent:{ctx.node}' yet")
+        body = dict(status)
+        body["timestamp"] = time.time()  # wall clock, for humans only
+        self._submit_fenced(C.lrm_status_set(ctx.node, body, ctx.node_lease.epoch))
+
+    def read_service_config(self) -> dict[str, ServiceConfig]:
+        return self._read(reads.service_config)  # type: ignore[no-any-return]
+
+    def update_service_config(self, sid: str, changes: Mapping[str, object]) -> None:
+        self._submit_fenced(C.resource_set(sid, dict(changes), epoch=self._manager_epoch()))
+
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+        self._submit_fenced(C.resource_set(sid, {"node": new_node}, epoch=self._manager_epoch()))
+
+    def move_service_config(self, sid: str, new_node: str) -> bool:
+        """After a successful migration by this node's LRM (Proxmox moves the guest's
+        config file; we move the configured node)."""
+        try:
+            res = self.ctx.client.submit(C.resource_set(sid, {"node": new_node}), self.ctx.commit_timeout_s)
+        except StoreUnavailableError:
+            return False
+        return bool(res.get("ok"))
+
+    def read_group_config(self) -> dict[str, GroupConfig]:
+        return self._read(reads.groups)  # type: ignore[no-any-return]
+
+    def read_rules_config(self) -> dict[str, RuleConfig]:
+        return self._read(reads.rules)  # type: ignore[no-any-return]
+
+    def get_datacenter_settings(self) -> DatacenterConfig:
+        return {}
+
+    def read_crm_commands(self) -> list[str]:
+        queued = self._read(reads.crm_commands)
+        if not queued:
+            return []
+        upto = max(seq for seq, _cmd in queued)
+        res = self._submit_fenced(C.crm_command_consume(upto, self._manager_epoch()))
+        return [cmd for _seq, cmd in res.get("commands", [])]
+
+    def queue_crm_command(self, cmd: str) -> None:
+        try:
+            self.ctx.client.submit_checked(C.crm_command_enqueue(cmd), self.ctx.commit_timeout_s)
+        except Rejected as exc:
+            self._log("err", f"could not queue '{cmd}': {exc}")
+
+    def any_pending_crm_command(self) -> bool:
+        return bool(self._read(reads.crm_commands))
+
+    def is_node_shutdown(self) -> tuple[bool, bool]:
+        return self.ctx.agents.shutdown_kind()
+
+    # --- resource actions (LRM only) ------------------------------------------------------------
+    def get_max_workers(self) -> int:
+        return self.ctx.timing.max_workers
+
+    def resource_agent(self, sid: str) -> ResourceAgent | None:
+        return self.ctx.agents.resource_agent(sid, self)
+
+    def start_worker(self, sid: str, job: Callable[[], int]) -> WorkerHandle:
+        return self.ctx.agents.start_worker(sid, job)
+
+    def poll_worker(self, handle: WorkerHandle) -> int | None:
+        return self.ctx.agents.poll_worker(handle)  # type: ignore[no-any-return]
