@@ -34,7 +34,13 @@ from harepl.runtime.config import NodeConfig
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
-from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog, stop_all_and_close
+from harepl.runtime.watchdog import (
+    DEFAULT_MUX_SOCKET,
+    MuxWatchdog,
+    ProcessWatchdog,
+    Watchdog,
+    stop_all_and_close,
+)
 from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import RaftSettings, StoreNode

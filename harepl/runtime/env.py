@@ -34,7 +34,13 @@ from harepl.core.types import (
     RuleConfig,
     ServiceConfig,
 )
-from harepl.roles.env import ResourceAgent, StaleLeaseError, StoreUnavailableError, WatchdogHandle, WorkerHandle
+from harepl.roles.env import (
+    ResourceAgent,
+    StaleLeaseError,
+    StoreUnavailableError,
+    WatchdogHandle,
+    WorkerHandle,
+)
 from harepl.runtime.config import NodeConfig
 from harepl.runtime.nodelog import RoleLog
 from harepl.store import commands as C
