@@ -183,33 +183,5 @@ class AgentHost:
     def shutdown_kind(self) -> tuple[bool, bool]:
         return self.shutdown_flags
 
-    def stop_all_now(self, sids: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, bool]:
-        """Quorum or lease lost: stop every local service at once, in parallel threads
-        (not through the runner: its workers may be busy with the very jobs we abort).
-        Returns sid -> confirmed stopped."""
-        results: dict[str, bool] = {}
-        threads = []
-
-        def stop_one(sid: str) -> None:
-            self.monitor_unwatch(sid)
-            try:
-                agent = self.agent(sid, configs[sid])
-                res = agent.stop()
-                results[sid] = res.ok and agent.status() is not Status.RUNNING
-            except Exception as exc:  # noqa: BLE001
-                self.log("err", f"emergency stop of {sid} failed: {exc}")
-                results[sid] = False
-
-        for sid in sids:
-            if sid not in configs:
-                results[sid] = False
-                continue
-            t = threading.Thread(target=stop_one, args=(sid,), name=f"estop-{sid}", daemon=True)
-            threads.append(t)
-            t.start()
-        for t in threads:
-            t.join()
-        return results
-
     def close(self) -> None:
         self.runner.shutdown(wait=False)

@@ -6,8 +6,8 @@ lease, its agents and its watchdog. Each role gets its own `RuntimeEnv` (Proxmox
 same): the CRM's env holds the manager lease, the LRM's env drives the node lease.
 
 Leases (DESIGN.md §1), all on `time.monotonic()`:
-- The node lease `agent:<node>` is kept by the LRM thread at the start of every LRM loop
-  (`loop_start_hook`), whether or not services run: its renewals are also how the other
+- The node lease `agent:<node>` is renewed by a keeper thread twice per loop, whether or
+  not services run: its renewals are also how the other
   nodes see this node alive (`get_node_info`), and every lrm_status write carries its
   epoch. It is *locally valid* until `t_sent + lease_local_s` of the last acknowledged
   renewal; the watchdog is fed only while it is.
@@ -105,15 +105,28 @@ class NodeContext:
         self.quorate_cache = q
         return q
 
-    # --- the node lease (LRM thread) ----------------------------------------------------
+    # --- the node lease (its own keeper thread) -----------------------------------------
+    def run_lease_keeper(self, log: RoleLog) -> None:
+        """Renew this node's lease twice per loop; after a failed attempt retry at once
+        (a Raft election must cost as little lease time as possible)."""
+        period_s = self.timing.loop_s / 2
+        while not self.stop_event.is_set():
+            ok = False
+            try:
+                ok = self.keep_node_lease(log)
+            except Exception as exc:  # noqa: BLE001 - never let the keeper die
+                log("err", f"lease keeper: {type(exc).__name__}: {exc}")
+            self.stop_event.wait(period_s if ok else 0.05)
+
     def keep_node_lease(self, log: RoleLog) -> bool:
-        """Renew (or take) this node's lease; True while it is locally valid."""
+        """One renewal (or take) of this node's lease; True if it was committed."""
         name = C.agent_lease(self.node)
         if not self.quorate():
-            return self.node_lease.valid(time.monotonic())
+            return False
         self.observe()
         holder, epoch, seq, _age = self.lease_seen(name)
         t_sent = time.monotonic()
+        ok = False
         try:
             if holder == self.node:
                 # ours (also after a daemon restart: same node, the old incarnation is gone)
@@ -121,7 +134,7 @@ class NodeContext:
                 if res.get("ok"):
                     if not self.holds_node_lease:
                         log("info", f"successfully acquired lock '{name}'")
-                    self.holds_node_lease = True
+                    self.holds_node_lease = ok = True
                     self.node_lease.acknowledged(t_sent, epoch)
                 else:
                     self._lose_node_lease(log, f"renewal rejected: {res.get('error')}")
@@ -129,16 +142,16 @@ class NodeContext:
                 res = self.client.submit(C.lease_acquire(name, self.node, epoch, seq), self.commit_timeout_s)
                 if res.get("ok"):
                     log("info", f"successfully acquired lock '{name}' (epoch {res['epoch']})")
-                    self.holds_node_lease = True
+                    self.holds_node_lease = ok = True
                     self.node_lease.acknowledged(t_sent, int(res["epoch"]))
                 elif self.holds_node_lease:
                     self._lose_node_lease(log, f"acquire rejected: {res.get('error')}")
             elif self.holds_node_lease:
                 self._lose_node_lease(log, f"held by {holder} (epoch {epoch})")
-        except StoreUnavailableError as exc:
-            log("warn", f"lease renewal of '{name}' not committed: {exc}")
+        except StoreUnavailableError:
+            pass  # retried at once by the keeper; the LRM logs the consequence
         self.observe()
-        return self.node_lease.valid(time.monotonic())
+        return ok
 
     def _lose_node_lease(self, log: RoleLog, why: str) -> None:
         if self.holds_node_lease:
@@ -187,7 +200,6 @@ class RuntimeEnv:
 
     def loop_start_hook(self) -> None:
         if self.role == "lrm":
-            self.ctx.keep_node_lease(self._log)
             self.ctx.agents.poll(self)
 
     def loop_end_hook(self) -> None:
@@ -265,7 +277,7 @@ class RuntimeEnv:
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
         ctx = self.ctx
         if node is None or node == ctx.node:
-            # renewed by keep_node_lease at the start of this LRM loop
+            # renewed by the lease keeper thread
             return ctx.quorate() and ctx.node_lease_valid()
         # the CRM master fencing a failed node: take its lease once expired on our clock
         name = C.agent_lease(node)
