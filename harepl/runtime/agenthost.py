@@ -1,75 +1,33 @@
-"""This node's resource agents as the roles see them (adapter between two interfaces).
+"""This node's resource agents as the roles see them.
 
-The roles speak `harepl.roles.env.ResourceAgent` (Proxmox's plugin calls: check_running,
-start, shutdown, migrate); the agents package speaks `Agent` (start/stop/status returning
-`ActionResult`). `AgentHost` adapts one to the other, runs the LRM's jobs on the agents'
-`ActionRunner` (at most `max_workers` at once), and runs the periodic `ServiceMonitor`
-on every service this node started, so a service that dies is noticed (Proxmox's LRM never
-notices; see `LrmDriver.handle_deaths` in daemon.py for what happens then).
+The agents package provides the adapters (`AgentPlugin`: the roles' ResourceAgent calls
+over our agents; `RunnerWorkers`: the LRM's jobs on an `ActionRunner` with at most
+`max_workers` at once). `AgentHost` wires them to the store (configs, moving a migrated
+service's configured node), to metrics, and adds the periodic `ServiceMonitor` of every
+service this node started: a death is logged and reported to the daemon, which makes the
+LRM run the requested state again (see `NodeDaemon.after_lrm`).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harepl.runtime.agents import (
-    SUCCESS,
     ActionResult,
     ActionRunner,
     Agent,
     AgentConfigError,
     AgentContext,
     ServiceMonitor,
-    Status,
-    agent_for,
 )
+from harepl.runtime.agents.plugin import AgentPlugin, RunnerWorkers
 from harepl.runtime.nodelog import RoleLog
 
 if TYPE_CHECKING:
     from harepl.runtime.env import RuntimeEnv
     from harepl.runtime.metrics import HaMetrics
-
-
-class _RoleAgent:
-    """One service's agent in the roles' vocabulary."""
-
-    def __init__(self, host: AgentHost, agent: Agent, env: RuntimeEnv) -> None:
-        self.host = host
-        self.agent = agent
-        self.env = env
-
-    def check_running(self, sid: str) -> bool:
-        return self.agent.status() is Status.RUNNING
-
-    def start(self, sid: str) -> None:
-        res = self.host.timed(self.agent, "start", self.agent.start)
-        if res.ok:
-            self.host.monitor_watch(sid, self.agent)
-        else:
-            self.host.log("warn", f"start of {sid} failed: {res.message}")
-
-    def shutdown(self, sid: str, timeout_s: float | None) -> None:
-        self.host.monitor_unwatch(sid)
-        res = self.host.timed(self.agent, "stop", self.agent.stop)
-        if not res.ok:
-            self.host.log("warn", f"stop of {sid} failed: {res.message}")
-
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
-        self.host.monitor_unwatch(sid)
-        res = self.host.timed(self.agent, "migrate", lambda: self.agent.migrate(target))
-        if not res.ok:
-            self.host.log("warn", f"migration of {sid} to {target} failed: {res.message}")
-            if self.agent.status() is Status.RUNNING:
-                self.host.monitor_watch(sid, self.agent)
-            return False
-        return self.env.move_service_config(sid, target)
-
-    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None:
-        return None  # our agents keep no guest locks
 
 
 class AgentHost:
@@ -80,48 +38,47 @@ class AgentHost:
         self.log = log
         self.metrics = metrics
         self.runner = ActionRunner(max_workers=max_workers)
+        self.workers = RunnerWorkers(self.runner)
         self.monitor = ServiceMonitor(self.runner, interval_s=monitor_interval_s)
         self._lock = threading.Lock()
-        self._agents: dict[str, tuple[str, Agent]] = {}
-        self._handles = itertools.count(1)
-        self._results: dict[str, int] = {}
-        self._pending: set[str] = set()
         self.deaths: list[ActionResult] = []
         self.shutdown_flags = (False, False)
+        self.env: RuntimeEnv | None = None  # set by the daemon (the LRM's env)
+        self.plugin = AgentPlugin(self.ctx, self._config, self._move, log=log, on_result=self._on_result)
 
-    # --- agents -------------------------------------------------------------------------
+    # --- wiring -------------------------------------------------------------------------
+    def _config(self, sid: str) -> dict[str, Any] | None:
+        assert self.env is not None
+        cfg = self.env.read_service_config().get(sid)
+        return dict(cfg) if cfg is not None else None
+
+    def _move(self, sid: str, target: str) -> None:
+        assert self.env is not None
+        if not self.env.move_service_config(sid, target):
+            raise RuntimeError(f"could not move the configured node of {sid} to {target}")
+
+    def _on_result(self, res: ActionResult) -> None:
+        if res.action == "start" and res.ok:
+            try:
+                self.monitor_watch(res.sid, self.plugin.agent(res.sid))
+            except AgentConfigError:
+                pass
+        elif res.action in ("stop", "migrate"):
+            self.monitor_unwatch(res.sid)
+        if self.metrics is not None:
+            kind = res.sid.split(":", 1)[0]
+            self.metrics.observe_agent_action(kind, res.action, res.duration_s, "ok" if res.ok else "error")
+
     def agent(self, sid: str, config: dict[str, Any]) -> Agent:
-        key = json.dumps(config, sort_keys=True, default=str)
-        with self._lock:
-            cached = self._agents.get(sid)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        agent = agent_for(sid, config, self.ctx)
-        with self._lock:
-            self._agents[sid] = (key, agent)
-        return agent
+        return self.plugin.agent(sid)
 
-    def resource_agent(self, sid: str, env: RuntimeEnv) -> _RoleAgent | None:
+    def resource_agent(self, sid: str, env: RuntimeEnv) -> AgentPlugin | None:
         try:
-            config = env.read_service_config().get(sid)
-        except Exception:  # noqa: BLE001
-            config = None
-        if config is None:
-            return None
-        try:
-            return _RoleAgent(self, self.agent(sid, dict(config)), env)
+            self.plugin.agent(sid)
         except AgentConfigError as exc:
             self.log("err", str(exc))
             return None
-
-    def timed(self, agent: Agent, action: str, fn: Any) -> ActionResult:
-        if self.metrics is None:
-            res: ActionResult = fn()
-            return res
-        with self.metrics.time_agent_action(agent.kind, action) as outcome:
-            res = fn()
-            outcome["result"] = "ok" if res.exit_code == SUCCESS else "error"
-        return res
+        return self.plugin
 
     # --- monitor --------------------------------------------------------------------------
     def monitor_watch(self, sid: str, agent: Agent) -> None:
@@ -145,39 +102,12 @@ class AgentHost:
             out, self.deaths = self.deaths, []
         return out
 
-    def watched(self) -> list[str]:
-        with self._lock:
-            return self.monitor.watched()
-
     # --- workers (the LRM's jobs) ------------------------------------------------------------
     def start_worker(self, sid: str, job: Any) -> str:
-        handle = f"w{next(self._handles)}"
-
-        def fn() -> ActionResult:
-            return ActionResult(sid, "lrm", int(job()))
-
-        with self._lock:
-            self._pending.add(handle)
-        if not self.runner.submit(sid, "lrm", fn, uid=handle):
-            # refused (a job of this sid still runs): report a retry, the LRM asks again
-            with self._lock:
-                self._pending.discard(handle)
-                self._results[handle] = 2  # ETRY_AGAIN
-        return handle
+        return self.workers.start_worker(sid, job)
 
     def poll_worker(self, handle: str) -> int | None:
-        for res in self.runner.collect("action"):
-            with self._lock:
-                if res.uid is not None and res.uid in self._pending:
-                    self._pending.discard(res.uid)
-                    self._results[res.uid] = res.exit_code if res.action == "lrm" else -1
-        with self._lock:
-            if handle in self._results:
-                return self._results.pop(handle)
-        return None
-
-    def busy_count(self) -> int:
-        return self.runner.running_count() + self.runner.pending_count()
+        return self.workers.poll_worker(handle)
 
     # --- node-level -----------------------------------------------------------------------------
     def shutdown_kind(self) -> tuple[bool, bool]:

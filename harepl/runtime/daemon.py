@@ -151,11 +151,12 @@ class NodeDaemon:
         self.client = Client(self.store)
         lrm_log = self.log.for_role("lrm")
         self.agents = AgentHost(cfg.node, cfg.data_dir / "run", t.max_workers,
-                                monitor_interval_s=max(t.loop_s, 1.0), log=lrm_log, metrics=self.metrics)
+                                monitor_interval_s=max(4 * t.loop_s, 2.0), log=lrm_log, metrics=self.metrics)
         self.watchdog = WatchdogDoor(cfg, lrm_log)
         self.ctx = NodeContext(cfg, self.client, self.agents, self.watchdog, self.roles_stop)
         self.crm_env = RuntimeEnv(self.ctx, "crm", self.log.for_role("crm"))
         self.lrm_env = RuntimeEnv(self.ctx, "lrm", lrm_log)
+        self.agents.env = self.lrm_env
         # Fencing waits for the node lease anyway (lease_timeout_s on our clock); marking a
         # node's services 'fence' earlier than that gains nothing and only makes a short
         # hiccup costlier, so the fence delay ends about when the lease can expire.
