@@ -133,11 +133,14 @@ def witness_root() -> Iterator[Path]:
 
 @pytest.fixture
 def cluster(witness_root: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    # a test may ask for other timings: @pytest.mark.timing(watchdog_s=6, ...)
+    marker = request.node.get_closest_marker("timing")
+    overrides = dict(marker.kwargs) if marker else {}
     # short paths: AF_UNIX socket paths are limited to 107 bytes
     lab_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
     wdir = witness_root / request.node.name[:40]
     (wdir / "locks").mkdir(parents=True)
-    lab = up(lab_dir, 3, "fast", timeout_s=60)
+    lab = up(lab_dir, 3, "fast", timeout_s=60, timing_overrides=overrides)
     c = Cluster(lab, wdir)
     try:
         yield c
@@ -148,6 +151,10 @@ def cluster(witness_root: Path, request: pytest.FixtureRequest) -> Iterator[Clus
         else:
             shutil.rmtree(lab_dir, ignore_errors=True)
         assert not violations(c.ledger), f"witness violations: {violations(c.ledger)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "timing(**overrides): lab timing overrides for the cluster fixture")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -123,3 +123,22 @@ def test_a_service_whose_process_dies_is_started_again(cluster: Cluster) -> None
              "the dead service to be started again")
     again = cluster.wait_running("exec:d", node="node1")
     assert again == "node1"
+
+
+# 2 + 6 + 1 < 10: time enough between the lease lapsing and the watchdog firing to stop
+@pytest.mark.timing(watchdog_s=6.0, lease_timeout_s=10.0)
+def test_quorum_loss_stops_services_and_closes_the_watchdog_cleanly(cluster: Cluster) -> None:
+    cluster.add_exec("node1", "exec:q", "node1")
+    cluster.wait_running("exec:q", node="node1")
+    pid = cluster.lab.pid("node1")
+    cluster.lab.kill("node2")
+    cluster.lab.kill("node3")  # node1 alone: no quorum, its lease cannot be renewed
+    stop = wait_for(lambda: next((e for e in cluster.events("exec:q") if e["event"] == "stop"), None),
+                    "node1 to stop its service on quorum loss")
+    assert stop["node"] == "node1" and stop["signal"] == 15  # stopped by us, not killed
+    wait_for(lambda: "watchdog closed cleanly, no self-fence" in cluster.log("node1"), "a clean close")
+    # well past the time the watchdog would have fired: the node is still up
+    time.sleep(6.0 + 1.0)
+    assert _alive(pid), "node1 fenced itself although every service was stopped in time"
+    assert "not fed for" not in cluster.log("node1")
+    assert cluster.running_on("exec:q") is None
