@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.cluster.conftest import Cluster, _alive, wait_for
+from tests.cluster.labtools import Cluster, _alive, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
