@@ -181,6 +181,8 @@ class Manager:
             for uid, res in st.get("results", {}).items():
                 lrm_results.setdefault(uid, res)
 
+        if self.scheduler is None:
+            self._update_scheduler_mode(view.datacenter)  # first round: before anything else
         ns.update(view.node_info, lrm_modes, view.now, self._log)
         if not ns.node_is_operational(self.nodename):
             self._log("info", "master seems offline")

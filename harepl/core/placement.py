@@ -127,7 +127,11 @@ class StaticUsage(BasicUsage):
                     mem += s_mem
                 cpus.append(cpu / maxcpu)
                 mems.append(mem / float(self.node_stats[n]["maxmem"]))
-            matrix.append((sum(cpus) / len(names), max(cpus), sum(mems) / len(names), max(mems)))
+            # root mean square and maximum load; +1 so that tiny differences (0.004 vs
+            # 0.002) do not look like big ratios (as current proxmox-resource-scheduling)
+            k = len(names)
+            matrix.append((1 + (sum(c * c for c in cpus) / k) ** 0.5, 1 + max(cpus),
+                           1 + (sum(m * m for m in mems) / k) ** 0.5, 1 + max(mems)))
         # lower is better for the caller, as with the service count
         return {n: -score for n, score in zip(names, topsis_scores(matrix, _TOPSIS_WEIGHTS), strict=True)}
 

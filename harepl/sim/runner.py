@@ -427,10 +427,11 @@ class Simulation:
             elif action == "stop":
                 hw.crm_commands.append(f"stop {sid} {parts[3]}")
             elif action == "add":
+                # service SID add NODE [STATE [RUNNING]]: RUNNING=1 means it already runs there
                 raw: dict[str, Any] = {"node": parts[3], "state": parts[4] if len(parts) > 4 else "started"}
-                if len(parts) > 5:
-                    raw["failback"] = parts[5]
                 hw.add_service(sid, raw)
+                if len(parts) > 5 and parts[5] == "1":
+                    hw.set_running(parts[3], sid, True)
             elif action == "delete":
                 hw.delete_service(sid)
             elif action == "lock":
