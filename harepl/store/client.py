@@ -60,6 +60,7 @@ from .raft import StoreNode
 
 DEFAULT_TIMEOUT_S = 5.0
 _RETRY_PAUSE_S = 0.05
+_LOOKUP_EVERY_S = 0.25
 
 
 class StoreUnavailable(StoreUnavailableError):
@@ -102,10 +103,18 @@ class Client:
                 done.set()
 
             self.node.submit_async(raw, cb)
-            done.wait(remaining)
+            # wait in slices: a callback lost in a snapshot install must not cost the
+            # whole timeout -- the id's result is in the installed database
+            known = None
+            while not done.wait(min(_LOOKUP_EVERY_S, max(0.0, deadline - time.monotonic()))):
+                known = self.node.result_of(cid)
+                if known is not None or time.monotonic() >= deadline:
+                    break
+            if known is not None:
+                return known
             if done.is_set() and box["err"] is None and box["res"] is not None:
                 return dict(box["res"])
-            # error, timeout or lost callback: the command may still have committed
+            # error or timeout: the command may still have committed
             known = self.node.result_of(cid)
             if known is not None:
                 return known

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from cluster import Cluster  # noqa: E402
+from harepl.store.localcluster import Cluster
 
 
 @pytest.fixture

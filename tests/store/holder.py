@@ -13,11 +13,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from cluster import Member  # noqa: E402
-
-from harepl.store import commands as C  # noqa: E402
+from harepl.store import commands as C
+from harepl.store.localcluster import Member
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ import sys
 import time
 
 import pytest
-from cluster import Cluster, Member
 
 from harepl.store import commands as C
 from harepl.store.leases import LeaseJudge
+from harepl.store.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -88,6 +88,10 @@ def test_minority_cannot_commit_and_knows_within_the_renewal_timeout(make_cluste
             break
         time.sleep(0.02)
     assert knew_after is not None, "minority did not learn it lost quorum within the renewal timeout"
+    # and the cut-off leader steps down (pysyncobj's default leaderFallbackTimeout: 30 s)
+    while leader.call({"call": "status"})["state"] == "leader":
+        assert time.monotonic() - t0 < RENEWAL_TIMEOUT_S, "cut-off leader still claims leadership"
+        time.sleep(0.02)
     st = leader.call({"call": "status"})
     assert st["quorum"] is False
     with pytest.raises(RuntimeError, match="StoreUnavailable"):

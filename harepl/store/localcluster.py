@@ -1,4 +1,5 @@
-"""Real store member processes on 127.0.0.1 for the tests and the benchmark."""
+"""Real store member processes (`python -m harepl.store.node`) on 127.0.0.1, for the
+tests and `bench/raft.py`.  Not used by the daemon."""
 
 from __future__ import annotations
 
