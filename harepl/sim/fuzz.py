@@ -1,0 +1,347 @@
+"""Seeded random simulation (testing ladder step 3).
+
+For each seed a random but reproducible scenario is generated in Proxmox's folder format:
+a cluster of K nodes with a few services, then a sequence of command batches mixing faults
+(power, network, reboot, shutdown, restart-lrm, crm stop/start, node maintenance) with
+service commands (started, stopped, disabled, migrate, relocate, stop), then a healing
+batch that powers every node on, reconnects it and restarts its CRM, and some quiet time.
+
+The scenario is run by the real simulator (the real CRM and LRM roles on a virtual clock),
+which checks its invariants after every simulated step and exits 3 when one breaks: never
+two nodes running one service, no recovery before the node's lease was taken, at most one
+master per quorate partition. On top of that, this module checks independently, from the
+log alone:
+  - safety: no service is reported running on two nodes at once (LRM start/stop lines,
+    migrations and power-offs), and no service is recovered from a node whose lock the CRM
+    has not taken since the node was last online;
+  - liveness: after the healing batch, every service whose requested state is `started`
+    ends in the CRM state `started` on an online node and is running there.
+
+A failing seed prints its number and leaves the scenario folder as a reproducer that
+`harepl sim run DIR --log FILE` replays exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+
+import click
+
+# Quiet batches after healing: each batch is one command period of the simulator; Proxmox's
+# timings need ~4 periods to fence a node and recover its services.
+HEAL_QUIET_BATCHES = 6
+SERVICE_TYPES = ("vm", "ct")
+
+
+@dataclass
+class FuzzCase:
+    """One generated scenario: its inputs in Proxmox's shapes."""
+
+    seed: int
+    nodes: list[str]
+    service_config: dict[str, dict[str, object]]
+    cmdlist: list[list[str]]
+    requested: dict[str, str] = field(default_factory=dict)  # final requested state per service
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        hardware = {n: {"power": "off", "network": "off"} for n in self.nodes}
+        (folder / "hardware_status").write_text(json.dumps(hardware, indent=2) + "\n")
+        (folder / "service_config").write_text(json.dumps(self.service_config, indent=4) + "\n")
+        (folder / "manager_status").write_text("{}\n")
+        (folder / "cmdlist").write_text(
+            "[\n" + ",\n".join("    " + json.dumps(batch) for batch in self.cmdlist) + "\n]\n")
+
+
+@dataclass
+class _Model:
+    """What the generator knows about the hardware, to keep commands meaningful."""
+
+    power: dict[str, bool]
+    network: dict[str, bool]
+    crm: dict[str, bool]
+    maintenance: set[str] = field(default_factory=set)
+    down_soon: set[str] = field(default_factory=set)  # shutdown/reboot in flight this batch
+
+
+def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = None) -> FuzzCase:
+    """The scenario of `seed`: the same seed always gives the same scenario."""
+    rng = random.Random(seed)
+    names = [f"node{i}" for i in range(1, nodes + 1)]
+    count = services if services is not None else rng.randint(1, 2 * nodes)
+    config: dict[str, dict[str, object]] = {}
+    requested: dict[str, str] = {}
+    for index in range(count):
+        sid = f"{rng.choice(SERVICE_TYPES)}:{101 + index}"
+        state = rng.choices(["started", "stopped", "disabled"], weights=[6, 1, 1])[0]
+        config[sid] = {"node": rng.choice(names), "state": state}
+        requested[sid] = state
+
+    model = _Model(power={n: True for n in names}, network={n: True for n in names}, crm={n: True for n in names})
+    cmdlist: list[list[str]] = [[f"power {n} on" for n in names]]
+    for _ in range(steps):
+        batch: list[str] = []
+        model.down_soon = set()
+        for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
+            cmd = _random_command(rng, names, config, requested, model)
+            if cmd:
+                batch.append(cmd)
+        cmdlist.append(batch or ["delay 0"])
+
+    # Heal every fault, then give the cluster time to converge.
+    heal: list[str] = []
+    for n in names:
+        heal += [f"power {n} on", f"network {n} on"]
+    heal += [f"crm {n} start" for n in names if not model.crm[n]]
+    heal += [f"crm {n} disable-node-maintenance" for n in sorted(model.maintenance)]
+    cmdlist.append(heal)
+    cmdlist += [["delay 0"]] * HEAL_QUIET_BATCHES
+    return FuzzCase(seed=seed, nodes=names, service_config=config, cmdlist=cmdlist, requested=requested)
+
+
+def _random_command(rng: random.Random, names: list[str], config: dict[str, dict[str, object]],
+                    requested: dict[str, str], model: _Model) -> str | None:
+    node = rng.choice(names)
+    kind = rng.choices(
+        ["power", "network", "reboot", "shutdown", "restart-lrm", "crm", "maintenance", "service"],
+        weights=[3, 4, 1, 1, 1, 1, 1, 6],
+    )[0]
+    if kind == "power":
+        model.power[node] = not model.power[node]
+        model.crm[node] = True  # a node that powers on starts its CRM again
+        return f"power {node} {'on' if model.power[node] else 'off'}"
+    if kind == "network":
+        model.network[node] = not model.network[node]
+        return f"network {node} {'on' if model.network[node] else 'off'}"
+    if kind in ("reboot", "shutdown"):
+        if not model.power[node] or node in model.down_soon:
+            return None
+        model.down_soon.add(node)
+        model.crm[node] = True  # back with the node (reboot) or with the healing power-on
+        if kind == "shutdown":
+            model.power[node] = False
+        return f"{kind} {node}"
+    if kind == "restart-lrm":
+        if not model.power[node] or node in model.down_soon:
+            return None
+        model.down_soon.add(node)
+        return f"restart-lrm {node}"
+    if kind == "crm":
+        if not model.power[node]:
+            return None
+        model.crm[node] = not model.crm[node]
+        return f"crm {node} {'start' if model.crm[node] else 'stop'}"
+    if kind == "maintenance":
+        if node in model.maintenance:
+            model.maintenance.discard(node)
+            return f"crm {node} disable-node-maintenance"
+        model.maintenance.add(node)
+        return f"crm {node} enable-node-maintenance"
+    sid = rng.choice(sorted(config))
+    action = rng.choices(["started", "stopped", "disabled", "migrate", "relocate", "stop"],
+                         weights=[4, 1, 1, 3, 2, 1])[0]
+    if action in ("migrate", "relocate"):
+        return f"service {sid} {action} {rng.choice(names)}"
+    if action == "stop":
+        requested[sid] = "stopped"
+        return f"service {sid} stop {rng.choice([0, 10, 60])}"
+    requested[sid] = action
+    return f"service {sid} {action}"
+
+
+# --- checks over the log ------------------------------------------------------------------
+
+_STARTED = re.compile(r"\s(?P<node>\S+)/lrm: service status (?P<sid>\S+) started")
+_STOPPED = re.compile(r"\s(?P<node>\S+)/lrm: service status (?P<sid>\S+) stopped")
+_MOVED = re.compile(r"\s(?P<node>\S+)/lrm: service (?P<sid>\S+) - end (?P<how>migrate|relocate) to node '(?P<to>[^']+)'")
+_POWER_OFF = re.compile(r"(?:execute power (?P<a>\S+) off|server '(?P<b>[^']+)' stopped by poweroff)")
+_FENCE_ACK = re.compile(r"/crm: fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'")
+_ONLINE = re.compile(r"/crm: node '(?P<node>[^']+)': state changed from '[^']+' => 'online'")
+_RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
+
+
+def log_safety_violations(log: str) -> list[str]:
+    """Safety problems visible in the log alone (independent of the simulator's checker)."""
+    running: dict[str, set[str]] = {}
+    fenced_since_online: dict[str, bool] = {}
+    problems: list[str] = []
+    for number, line in enumerate(log.splitlines(), 1):
+        if m := _STARTED.search(line):
+            running.setdefault(m["sid"], set()).add(m["node"])
+        elif m := _STOPPED.search(line):
+            running.setdefault(m["sid"], set()).discard(m["node"])
+        elif m := _MOVED.search(line):
+            nodes = running.setdefault(m["sid"], set())
+            nodes.discard(m["node"])
+            if m["how"] == "migrate":  # live migration: it now runs on the target
+                nodes.add(m["to"])
+        elif m := _POWER_OFF.search(line):
+            dead = m["a"] or m["b"]
+            for nodes in running.values():
+                nodes.discard(dead)
+        elif m := _FENCE_ACK.search(line):
+            fenced_since_online[m["node"]] = True
+        elif m := _ONLINE.search(line):
+            fenced_since_online[m["node"]] = False
+        elif (m := _RECOVER.search(line)) and not fenced_since_online.get(m["node"], False):
+            problems.append(f"line {number}: {m['sid']} recovered from {m['node']} before its lock was taken: "
+                            f"{line.strip()}")
+        for sid, nodes in running.items():
+            if len(nodes) > 1:
+                problems.append(f"line {number}: {sid} running on {', '.join(sorted(nodes))} at once: {line.strip()}")
+                nodes.clear()  # report once per overlap
+    return problems
+
+
+# --- running ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FuzzResult:
+    seed: int
+    exit_code: int
+    problems: list[str]
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.problems
+
+
+def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = None) -> int:
+    """Run `harepl sim run` in this process (no interpreter start-up per seed)."""
+    from harepl.cli.main import cli  # the simulator's own command line, not a copy of it
+
+    args = ["sim", "run", str(folder), "--log", str(log), "--status-json", str(status)]
+    if profile:
+        args += ["--profile", profile]
+    sink = StringIO()
+    try:
+        with redirect_stdout(sink), redirect_stderr(sink):
+            code = cli.main(args, prog_name="harepl", standalone_mode=False)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except click.ClickException as exc:
+        return exc.exit_code
+    return int(code or 0)
+
+
+def liveness_problems(case: FuzzCase, status: dict[str, object]) -> list[str]:
+    """Every service requested `started` must end started on an online node, running there."""
+    manager = status.get("manager_status", status)
+    assert isinstance(manager, dict)
+    services = manager.get("service_status", {})
+    node_status = manager.get("node_status", {})
+    running = _running_by_node(status)
+    problems = []
+    for sid, want in sorted(case.requested.items()):
+        if want != "started":
+            continue
+        sd = services.get(sid)
+        if not sd:
+            problems.append(f"liveness: {sid} is requested started but unknown to the CRM")
+            continue
+        where = sd.get("node")
+        if sd.get("state") != "started" or node_status.get(where) != "online":
+            problems.append(f"liveness: {sid} is requested started but ends {sd.get('state')} on {where} "
+                            f"(node {node_status.get(where)})")
+        elif running is not None and where not in running.get(sid, set()):
+            problems.append(f"liveness: {sid} is started on {where} for the CRM but not running there")
+    return problems
+
+
+def _running_by_node(status: dict[str, object]) -> dict[str, set[str]] | None:
+    """sid -> nodes where the simulated resource runs, if the status says so."""
+    raw = status.get("running")
+    if not isinstance(raw, dict):
+        return None
+    out: dict[str, set[str]] = {}
+    for key, value in raw.items():
+        # either {node: [sid, ...]} or {sid: node | [node, ...]}
+        if isinstance(value, list) and all(isinstance(v, str) and ":" in v for v in value):
+            for sid in value:
+                out.setdefault(sid, set()).add(key)
+        elif isinstance(value, str):
+            out.setdefault(key, set()).add(value)
+        elif isinstance(value, list):
+            out.setdefault(key, set()).update(value)
+    return out
+
+
+def run_seed(seed: int, nodes: int = 3, steps: int = 8, profile: str | None = None,
+             keep: Path | None = None) -> FuzzResult:
+    """Generate, run and check one seed. With `keep`, the scenario folder stays there."""
+    case = generate(seed, nodes=nodes, steps=steps)
+    with tempfile.TemporaryDirectory(prefix="harepl-fuzz-") as tmp:
+        folder = Path(tmp) / f"fuzz-seed-{seed}"
+        case.write(folder)
+        log, status = Path(tmp) / "sim.log", Path(tmp) / "status.json"
+        code = run_in_process(folder, log, status, profile)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        problems: list[str] = []
+        if code not in (0, 3):
+            problems.append(f"simulator exit {code} (not a clean run, not an invariant report)")
+        if code == 3:
+            broke = [line for line in text.splitlines() if "invariant" in line.lower()]
+            problems.append("simulator invariant broken: " + (broke[-1].strip() if broke else "see log"))
+        problems += log_safety_violations(text)
+        if code == 0:
+            if status.exists():
+                problems += liveness_problems(case, json.loads(status.read_text()))
+            else:
+                problems.append("simulator wrote no --status-json file")
+        result = FuzzResult(seed=seed, exit_code=code, problems=problems, log=text)
+        if keep is not None and not result.ok:
+            _keep_reproducer(case, result, folder, keep)
+    return result
+
+
+def _keep_reproducer(case: FuzzCase, result: FuzzResult, folder: Path, keep: Path) -> Path:
+    target = keep / folder.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(folder, target)
+    (target / "README").write_text(
+        f"Reproducer of fuzz seed {case.seed} ({len(case.nodes)} nodes).\n\n"
+        + "\n".join(result.problems) + "\n\nReplay: harepl sim run " + str(target) + " --log /tmp/seed.log\n")
+    (target / "fuzz.log").write_text(result.log)
+    return target
+
+
+def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = None,
+              keep: Path | None = None) -> Iterator[FuzzResult]:
+    for seed in seeds:
+        yield run_seed(seed, nodes=nodes, steps=steps, profile=profile, keep=keep)
+
+
+@click.command("fuzz")
+@click.option("--seeds", "count", type=click.IntRange(min=1), default=100, show_default=True,
+              help="How many seeds to run.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First seed.")
+@click.option("--nodes", type=click.IntRange(min=2, max=9), default=3, show_default=True, help="Cluster size.")
+@click.option("--steps", type=click.IntRange(min=1, max=50), default=8, show_default=True,
+              help="Random command batches per seed (before healing).")
+@click.option("--profile", default=None, help="Timing profile passed to the simulator.")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=Path("fuzz-failures"),
+              show_default=True, help="Where reproducer folders of failing seeds are written.")
+def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path) -> None:
+    """Run random faults and commands for many seeds; report every seed that fails."""
+    failed = 0
+    for result in run_seeds(range(start, start + count), nodes, steps, profile, keep):
+        if not result.ok:
+            failed += 1
+            click.echo(f"seed {result.seed} FAILED (exit {result.exit_code}); reproducer: "
+                       f"{keep / f'fuzz-seed-{result.seed}'}")
+            for problem in result.problems[:5]:
+                click.echo(f"  {problem}")
+    click.echo(f"{count - failed}/{count} seeds ok (seeds {start}..{start + count - 1}, {nodes} nodes)")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,64 @@
+"""Seeded random simulation in the default suite: a few hundred seeds, all must pass.
+
+Each seed is a random scenario of faults and service commands, followed by healing; the
+real CRM and LRM roles run in the simulator, which checks its invariants after every step.
+This test adds the independent log checks and the liveness check of harepl.sim.fuzz. A
+failing seed is named in the failure message with its reproducer folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harepl.sim.fuzz import generate, log_safety_violations, run_seed
+
+SEEDS_3_NODES = range(0, 200)
+SEEDS_5_NODES = range(1000, 1060)
+
+
+def test_generation_is_deterministic_and_heals_everything() -> None:
+    a, b = generate(42, nodes=4), generate(42, nodes=4)
+    assert a == b
+    assert generate(43, nodes=4) != a
+    heal = a.cmdlist[-1 - 6]
+    for node in a.nodes:
+        assert f"power {node} on" in heal and f"network {node} on" in heal
+
+
+def test_log_checker_sees_a_service_running_twice_and_an_early_recovery() -> None:
+    log = "\n".join([
+        "info 10 node1/lrm: service status vm:101 started",
+        "info 20 node2/lrm: service status vm:101 started",
+        "info 30 node1/crm: recover service 'vm:102' from fenced node 'node3' to node 'node1'",
+    ])
+    problems = log_safety_violations(log)
+    assert len(problems) == 2
+    assert "vm:101 running on node1, node2 at once" in problems[0]
+    assert "vm:102 recovered from node3 before its lock was taken" in problems[1]
+
+
+def test_log_checker_accepts_poweroff_then_recovery() -> None:
+    log = "\n".join([
+        "info 10 node1/lrm: service status vm:101 started",
+        "info 20 hardware: server 'node1' stopped by poweroff (watchdog)",
+        "info 30 node2/crm: fencing: acknowledged - got agent lock for node 'node1'",
+        "info 30 node2/crm: recover service 'vm:101' from fenced node 'node1' to node 'node2'",
+        "info 31 node2/lrm: service status vm:101 started",
+        "info 40 node2/lrm: service vm:101 - end migrate to node 'node3'",
+        "info 41 node3/lrm: service status vm:101 started",
+    ])
+    assert log_safety_violations(log) == []
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("seeds", "nodes"), [(SEEDS_3_NODES, 3), (SEEDS_5_NODES, 5)], ids=["3-nodes", "5-nodes"])
+def test_random_faults_never_break_safety_and_always_heal(seeds: range, nodes: int, tmp_path: Path) -> None:
+    failures = []
+    for seed in seeds:
+        result = run_seed(seed, nodes=nodes, keep=tmp_path)
+        if not result.ok:
+            failures.append(f"seed {seed} (reproducer {tmp_path / f'fuzz-seed-{seed}'}): "
+                            + "; ".join(result.problems[:3]))
+    assert not failures, f"{len(failures)}/{len(seeds)} seeds failed:\n" + "\n".join(failures[:10])
