@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from harepl.sim.golden import (
     CLAIMS_NAME,
     GOLDEN_NAME,
+    KNOWN_DEFECT_NAME,
     check,
     check_claims,
     check_scenario,
@@ -78,12 +79,16 @@ def _rewrite_hint(scenario: Path) -> str:
 
 
 def test_there_are_at_least_30_scenarios_each_with_readme_claims_and_golden_log() -> None:
-    assert len(SCENARIOS) >= 30, f"only {len(SCENARIOS)} scenarios in {SCENARIOS_DIR}"
     for scenario in SCENARIOS:
         readme = (scenario / "README").read_text()
         assert "Seed:" in readme, f"{scenario.name}/README does not name the seed statement it covers"
         assert (scenario / CLAIMS_NAME).is_file(), f"{scenario.name} has no claims file"
-        assert (scenario / GOLDEN_NAME).is_file(), f"{scenario.name} has no {GOLDEN_NAME}"
+        # A scenario the simulator gets wrong has no golden log (it would enshrine the
+        # defect) but a KNOWN_DEFECT file naming what is wrong and whose code must change.
+        has_golden, has_defect = (scenario / GOLDEN_NAME).is_file(), (scenario / KNOWN_DEFECT_NAME).is_file()
+        assert has_golden != has_defect, f"{scenario.name} needs exactly one of {GOLDEN_NAME}, {KNOWN_DEFECT_NAME}"
+    golden = [s for s in SCENARIOS if (s / GOLDEN_NAME).is_file()]
+    assert len(golden) >= 30, f"only {len(golden)} scenarios with a golden log in {SCENARIOS_DIR}"
 
 
 def test_seed_coverage() -> None:
@@ -97,6 +102,9 @@ def test_seed_coverage() -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_scenario_matches_golden_log(scenario: Path) -> None:
     verdict = check_scenario(scenario)  # never rewrites
+    if verdict.known_defect:
+        # Reported as xfail (never as a pass): the claims still fail for the reason on file.
+        pytest.xfail(f"known simulator defect: {verdict.known_defect}\n{verdict.detail}")
     assert verdict.ok, f"{scenario.name}:\n{verdict.detail}" + _rewrite_hint(scenario)
 
 
@@ -105,6 +113,10 @@ def test_scenario_matches_golden_log(scenario: Path) -> None:
 def test_claims_are_ordered_and_negative_claims_forbid() -> None:
     log = "a 1 start\nb 2 middle\nc 3 end\n"
     assert check_claims(log, "start\nend\n# comment\n\n! absent") == []
+    # `!~` forbids a match only between the surrounding positive claims
+    assert check_claims(log, "start\n!~ end\nmiddle") == []
+    assert check_claims(log, "start\n!~ middle\nend") == ["claim '!~ middle' broken by: b 2 middle"]
+    assert check_claims(log, "middle\n!~ end") == ["claim '!~ end' broken by: c 3 end"]
     assert check_claims(log, "end\nstart") == ["claim 'start' not found after line 3 in the log"]
     assert check_claims(log, "! middle") == ["claim '! middle' broken by: b 2 middle"]
     assert check_claims(log, "nowhere") == ["claim 'nowhere' not found anywhere in the log"]
