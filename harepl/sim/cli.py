@@ -58,3 +58,12 @@ def run_cmd(scenario_dir: Path, log_file: Path, status_json: Path | None, profil
     if violation:
         click.echo(f"invariant broken: {violation}", err=True)
         sys.exit(3)
+
+
+# `harepl sim check` (golden logs) and `harepl sim fuzz` (seeded random runs) live in their
+# own modules (scenarios helper); registered here so that they share the `sim` group.
+from harepl.sim.fuzz import fuzz  # noqa: E402
+from harepl.sim.golden import check  # noqa: E402
+
+sim.add_command(check)
+sim.add_command(fuzz)

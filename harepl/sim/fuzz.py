@@ -13,7 +13,7 @@ master per quorate partition. On top of that, this module checks independently, 
 log alone:
   - safety: no service is reported running on two nodes at once (LRM start/stop lines,
     migrations and power-offs), and no service is recovered from a node whose lock the CRM
-    has not taken since the node was last online;
+    has not taken since that node's LRM last held it;
   - liveness: after the healing batch, every service whose requested state is `started`
     ends in the CRM state `started` on an online node and is running there.
 
@@ -116,6 +116,10 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
         weights=[3, 4, 1, 1, 1, 1, 1, 6],
     )[0]
     if kind == "power":
+        if node in model.down_soon:
+            # Simulator gap (reported): a power command on a node whose shutdown/reboot is
+            # in flight leaves it on with a CRM and no LRM, forever. Not generated.
+            return None
         model.power[node] = not model.power[node]
         model.crm[node] = True  # a node that powers on starts its CRM again
         return f"power {node} {'on' if model.power[node] else 'off'}"
@@ -123,7 +127,9 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
         model.network[node] = not model.network[node]
         return f"network {node} {'on' if model.network[node] else 'off'}"
     if kind in ("reboot", "shutdown"):
-        if not model.power[node] or node in model.down_soon:
+        if not model.power[node] or node in model.down_soon or not model.crm[node]:
+            # Simulator gap (reported): shutting down a node whose CRM was stopped never
+            # powers it off (the power-off waits for the CRM to exit). Not generated.
             return None
         model.down_soon.add(node)
         model.crm[node] = True  # back with the node (reboot) or with the healing power-on
@@ -136,7 +142,7 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
         model.down_soon.add(node)
         return f"restart-lrm {node}"
     if kind == "crm":
-        if not model.power[node]:
+        if not model.power[node] or node in model.down_soon:
             return None
         model.crm[node] = not model.crm[node]
         return f"crm {node} {'start' if model.crm[node] else 'stop'}"
@@ -165,14 +171,14 @@ _STOPPED = re.compile(r"\s(?P<node>\S+)/lrm: service status (?P<sid>\S+) stopped
 _MOVED = re.compile(r"\s(?P<node>\S+)/lrm: service (?P<sid>\S+) - end (?P<how>migrate|relocate) to node '(?P<to>[^']+)'")
 _POWER_OFF = re.compile(r"(?:execute power (?P<a>\S+) off|server '(?P<b>[^']+)' stopped by poweroff)")
 _FENCE_ACK = re.compile(r"/crm: fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'")
-_ONLINE = re.compile(r"/crm: node '(?P<node>[^']+)': state changed from '[^']+' => 'online'")
+_AGENT_LOCK = re.compile(r"\s(?P<node>\S+)/lrm: got lock 'ha_agent_(?P=node)_lock'")
 _RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
 
 
 def log_safety_violations(log: str) -> list[str]:
     """Safety problems visible in the log alone (independent of the simulator's checker)."""
     running: dict[str, set[str]] = {}
-    fenced_since_online: dict[str, bool] = {}
+    fenced_since_lrm_lock: dict[str, bool] = {}
     problems: list[str] = []
     for number, line in enumerate(log.splitlines(), 1):
         if m := _STARTED.search(line):
@@ -189,10 +195,11 @@ def log_safety_violations(log: str) -> list[str]:
             for nodes in running.values():
                 nodes.discard(dead)
         elif m := _FENCE_ACK.search(line):
-            fenced_since_online[m["node"]] = True
-        elif m := _ONLINE.search(line):
-            fenced_since_online[m["node"]] = False
-        elif (m := _RECOVER.search(line)) and not fenced_since_online.get(m["node"], False):
+            fenced_since_lrm_lock[m["node"]] = True
+        elif m := _AGENT_LOCK.search(line):
+            # the node's own LRM holds its lock again: it may run services from now on
+            fenced_since_lrm_lock[m["node"]] = False
+        elif (m := _RECOVER.search(line)) and not fenced_since_lrm_lock.get(m["node"], False):
             problems.append(f"line {number}: {m['sid']} recovered from {m['node']} before its lock was taken: "
                             f"{line.strip()}")
         for sid, nodes in running.items():
@@ -200,6 +207,56 @@ def log_safety_violations(log: str) -> list[str]:
                 problems.append(f"line {number}: {sid} running on {', '.join(sorted(nodes))} at once: {line.strip()}")
                 nodes.clear()  # report once per overlap
     return problems
+
+
+# --- known simulator defects -----------------------------------------------------------------
+# Failures whose cause is known and reported to the owner of the code, recognised by their
+# signature in the log so that a failing seed is still reported (as known) and any *other*
+# failure stays a plain failure. An entry is deleted when its defect is fixed.
+
+_STALE_EPOCH = re.compile(r"\s(?P<node>\S+)/lrm: unable to write lrm status file - node lease epoch \d+ of "
+                          r"'(?P=node)' is not current")
+_SHUTDOWN_REQ = re.compile(r"\s(?P<node>\S+)/lrm: got shutdown request")
+_LRM_EXIT = re.compile(r"\s(?P<node>\S+)/lrm: exit \(loop end\)")
+
+
+def _stale_node_lease(log: str) -> bool:
+    return len(_STALE_EPOCH.findall(log)) >= 5
+
+
+def _shutdown_never_ends(log: str) -> bool:
+    """A node's LRM got a shutdown/reboot request and never exited nor lost power after it."""
+    pending: set[str] = set()
+    for line in log.splitlines():
+        if m := _SHUTDOWN_REQ.search(line):
+            pending.add(m["node"])
+        elif m := _LRM_EXIT.search(line):
+            pending.discard(m["node"])
+        elif m := _POWER_OFF.search(line):
+            pending.discard(m["a"] or m["b"])
+    return bool(pending)
+
+
+KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
+    "stale-node-lease": (
+        "core: after the CRM took a node's lock while fencing it, that node's LRM, once back, "
+        "never gets its lease again ('node lease epoch N ... is not current' every round) and "
+        "never runs a service; reproducer: power a node off, wait ~200 s, power it on",
+        _stale_node_lease),
+    "shutdown-never-ends": (
+        "core: an LRM asked to reboot/shut down while the CRM has one of its services in "
+        "'migrate' stops the service instead of migrating it, then waits forever for that "
+        "migration; the node never goes down (Proxmox's LRM carries out the migration)",
+        _shutdown_never_ends),
+}
+
+
+def known_defect(log: str) -> str | None:
+    """The name of the known defect whose signature this log carries, if any."""
+    for name, (_, matches) in KNOWN_DEFECTS.items():
+        if matches(log):  # type: ignore[operator]
+            return name
+    return None
 
 
 # --- running ------------------------------------------------------------------------------
@@ -214,6 +271,13 @@ class FuzzResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.problems
+
+    @property
+    def known(self) -> str | None:
+        """The known defect a liveness failure is explained by (safety failures never are)."""
+        if self.ok or self.exit_code != 0 or any(not p.startswith("liveness:") for p in self.problems):
+            return None
+        return known_defect(self.log)
 
 
 def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = None) -> int:
@@ -235,14 +299,23 @@ def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = 
 
 
 def liveness_problems(case: FuzzCase, status: dict[str, object]) -> list[str]:
-    """Every service requested `started` must end started on an online node, running there."""
+    """Every service requested `started` must end started on an online node, running there.
+
+    The requested state is the final service configuration when the status has it: a
+    `stop` command queued while no CRM was master is carried out (and sets the requested
+    state to stopped) when a master appears, even after a later `started` - as in Proxmox.
+    """
     manager = status.get("manager_status", status)
     assert isinstance(manager, dict)
     services = manager.get("service_status", {})
     node_status = manager.get("node_status", {})
     running = _running_by_node(status)
+    requested = dict(case.requested)
+    config = status.get("service_config")
+    if isinstance(config, dict):
+        requested = {sid: str(cd.get("state")) for sid, cd in config.items() if isinstance(cd, dict)}
     problems = []
-    for sid, want in sorted(case.requested.items()):
+    for sid, want in sorted(requested.items()):
         if want != "started":
             continue
         sd = services.get(sid)
@@ -335,13 +408,21 @@ def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = No
 def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path) -> None:
     """Run random faults and commands for many seeds; report every seed that fails."""
     failed = 0
+    known: dict[str, int] = {}
     for result in run_seeds(range(start, start + count), nodes, steps, profile, keep):
-        if not result.ok:
-            failed += 1
-            click.echo(f"seed {result.seed} FAILED (exit {result.exit_code}); reproducer: "
-                       f"{keep / f'fuzz-seed-{result.seed}'}")
-            for problem in result.problems[:5]:
-                click.echo(f"  {problem}")
-    click.echo(f"{count - failed}/{count} seeds ok (seeds {start}..{start + count - 1}, {nodes} nodes)")
+        if result.ok:
+            continue
+        where = keep / f"fuzz-seed-{result.seed}"
+        if result.known:
+            known[result.known] = known.get(result.known, 0) + 1
+            click.echo(f"seed {result.seed} known defect {result.known}; reproducer: {where}")
+            continue
+        failed += 1
+        click.echo(f"seed {result.seed} FAILED (exit {result.exit_code}); reproducer: {where}")
+        for problem in result.problems[:5]:
+            click.echo(f"  {problem}")
+    ok = count - failed - sum(known.values())
+    click.echo(f"{ok}/{count} seeds ok, {failed} failed, known defects {known or 'none'} "
+               f"(seeds {start}..{start + count - 1}, {nodes} nodes)")
     if failed:
         raise SystemExit(1)

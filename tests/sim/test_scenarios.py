@@ -61,7 +61,7 @@ SEED_COVERAGE: dict[str, list[str]] = {
     "STATES: freeze": ["lrm-restart-freeze", "shutdown-policy-freeze", "shutdown-policy-conditional"],
     "STATES: migrate, relocate": ["op-migrate", "op-relocate", "relocate-after-restarts"],
     "STATES: error": ["relocate-policy-default-error", "error-recovery-disable"],
-    "NODES: online, unknown, fence": ["quorum-loss-self-fence"],
+    "NODES: online, unknown, fence (and back)": ["quorum-loss-self-fence", "node-rejoins-after-fence"],
     "NODES: maintenance (enable/disable)": ["node-maintenance", "shutdown-policy-migrate"],
     "NODES: gone": ["node-gone"],
     "SHUTDOWN POLICY: conditional": ["shutdown-policy-conditional"],
