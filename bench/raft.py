@@ -26,7 +26,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def run_size(size: int, elections: int, durable: bool) -> dict[str, object]:
+def run_size(size: int, elections: int, durable: bool, only_elections: bool = False) -> dict[str, object]:
     out: dict[str, object] = {"nodes": size, "durable": durable}
     with tempfile.TemporaryDirectory(prefix="harepl-bench-") as root:
         c = Cluster(root, size, extra_args=[] if durable else ["--no-durable"])
@@ -35,11 +35,11 @@ def run_size(size: int, elections: int, durable: bool) -> dict[str, object]:
             leader = c.wait_leader()
             follower = next(m for m in c.members if m is not leader)
             leader.call({"call": "bench_latency", "n": 50})  # warm-up
-            for who, m in (("leader", leader), ("follower", follower)):
+            for who, m in () if only_elections else (("leader", leader), ("follower", follower)):
                 lat = m.call({"call": "bench_latency", "n": 1000}, timeout_s=300)
                 out[f"latency_{who}_ms"] = {"p50": round(pct(lat, 50) * 1e3, 3),
                                             "p99": round(pct(lat, 99) * 1e3, 3)}
-            for inflight, n in ((1, 1000), (100, 10000), (1000, 20000)):
+            for inflight, n in () if only_elections else ((1, 1000), (100, 10000), (1000, 20000)):
                 secs = leader.call({"call": "bench_throughput", "n": n, "inflight": inflight}, timeout_s=300)
                 out[f"throughput_{inflight}_inflight_cmd_s"] = round(n / secs)
             times = []
@@ -65,9 +65,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="3,5")
     ap.add_argument("--elections", type=int, default=5)
     ap.add_argument("--no-durable", action="store_true")
+    ap.add_argument("--only-elections", action="store_true")
     args = ap.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
-        print(json.dumps(run_size(size, args.elections, not args.no_durable)), flush=True)
+        print(json.dumps(run_size(size, args.elections, not args.no_durable, args.only_elections)), flush=True)
 
 
 if __name__ == "__main__":
