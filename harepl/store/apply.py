@@ -120,7 +120,7 @@ def _apply(conn: sqlite3.Connection, raw: str | bytes | dict[str, Any]) -> dict[
     cmd: dict[str, Any] | None = None
     try:
         obj = C.decode(raw)
-        op = obj.get("op") if isinstance(obj.get("op"), str) else "?"
+        op = str(obj["op"]) if isinstance(obj.get("op"), str) else "?"
         ts = obj["ts"] if isinstance(obj.get("ts"), (int, float)) and not isinstance(obj.get("ts"), bool) else 0.0
         cmd = C.validate(obj)
     except C.CommandError as e:

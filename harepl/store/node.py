@@ -27,6 +27,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import commands as C
@@ -34,7 +35,7 @@ from . import reads
 from .client import Client, StoreUnavailable
 from .raft import RaftSettings, SecretMissing, StoreNode
 
-_READS = {"manager_status": reads.manager_status, "lrm_status": reads.lrm_status,
+_READS: dict[str, Callable[..., Any]] = {"manager_status": reads.manager_status, "lrm_status": reads.lrm_status,
           "lrm_statuses": reads.lrm_statuses, "service_config": reads.service_config,
           "groups": reads.groups, "rules": reads.rules, "crm_commands": reads.crm_commands,
           "leases": reads.leases, "lease": reads.lease, "nodes": reads.nodes, "events": reads.events,

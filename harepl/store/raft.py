@@ -139,7 +139,7 @@ def _fsync_path(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-class _DurableJournal(Journal):
+class _DurableJournal(Journal):  # type: ignore[misc]
     """Wraps pysyncobj's FileJournal: records writes, `sync()` makes them durable."""
 
     def __init__(self, inner: Any, path: str, durable: bool) -> None:
@@ -231,7 +231,7 @@ class _DurableJournal(Journal):
             self.syncs += 1
 
 
-class _GuardedTransport(TCPTransport):
+class _GuardedTransport(TCPTransport):  # type: ignore[misc]
     """TCP transport that persists before sending, tracks heartbeats for quorum
     knowledge, and logs connections that fail to authenticate."""
 
@@ -304,7 +304,7 @@ def _coalesce(held: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     for node, msg in held:
         i = last.get(node)
         prev = out[i][1] if i is not None else None
-        if isinstance(prev, dict) and isinstance(msg, dict) and prev.get("type") == msg.get("type"):
+        if i is not None and isinstance(prev, dict) and isinstance(msg, dict) and prev.get("type") == msg.get("type"):
             if (msg["type"] == "append_entries" and "entries" in prev and "entries" in msg
                     and "transmission" not in prev and "transmission" not in msg
                     and prev["term"] == msg["term"]
@@ -329,7 +329,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._node = node
         super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, raw: str) -> dict[str, Any]:
         node = self._node
         try:
