@@ -216,7 +216,7 @@ def log_safety_violations(log: str) -> list[str]:
 
 _STALE_EPOCH = re.compile(r"\s(?P<node>\S+)/lrm: unable to write lrm status file - node lease epoch \d+ of "
                           r"'(?P=node)' is not current")
-_SHUTDOWN_REQ = re.compile(r"\s(?P<node>\S+)/lrm: got shutdown request")
+_SHUTDOWN_REQ = re.compile(r"\s(?P<node>\S+)/lrm: (?:got shutdown request|restart LRM, freeze all services)")
 _LRM_EXIT = re.compile(r"\s(?P<node>\S+)/lrm: exit \(loop end\)")
 
 
@@ -225,7 +225,7 @@ def _stale_node_lease(log: str) -> bool:
 
 
 def _shutdown_never_ends(log: str) -> bool:
-    """A node's LRM got a shutdown/reboot request and never exited nor lost power after it."""
+    """A node's LRM got a shutdown/reboot/restart request and never exited nor lost power after."""
     pending: set[str] = set()
     for line in log.splitlines():
         if m := _SHUTDOWN_REQ.search(line):
@@ -244,9 +244,10 @@ KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
         "never runs a service; reproducer: power a node off, wait ~200 s, power it on",
         _stale_node_lease),
     "shutdown-never-ends": (
-        "core: an LRM asked to reboot/shut down while the CRM has one of its services in "
-        "'migrate' stops the service instead of migrating it, then waits forever for that "
-        "migration; the node never goes down (Proxmox's LRM carries out the migration)",
+        "core: an LRM asked to reboot, shut down or restart while the CRM has one of its "
+        "services in 'migrate'/'relocate' does not carry that move out and waits forever for "
+        "it; the node never goes down and the LRM never comes back (Proxmox's LRM finishes "
+        "the move, then exits)",
         _shutdown_never_ends),
 }
 

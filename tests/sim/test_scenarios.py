@@ -64,11 +64,12 @@ SEED_COVERAGE: dict[str, list[str]] = {
     "NODES: online, unknown, fence (and back)": ["quorum-loss-self-fence", "node-rejoins-after-fence"],
     "NODES: maintenance (enable/disable)": ["node-maintenance", "shutdown-policy-migrate"],
     "NODES: gone": ["node-gone"],
-    "SHUTDOWN POLICY: conditional": ["shutdown-policy-conditional"],
+    "SHUTDOWN POLICY: conditional": ["shutdown-policy-conditional", "shutdown-with-crm-stopped",
+                                     "power-on-during-shutdown"],
     "SHUTDOWN POLICY: freeze": ["shutdown-policy-freeze"],
     "SHUTDOWN POLICY: failover": ["shutdown-policy-failover"],
     "SHUTDOWN POLICY: migrate": ["shutdown-policy-migrate"],
-    "LRM restart -> freeze": ["lrm-restart-freeze"],
+    "LRM restart -> freeze": ["lrm-restart-freeze", "lrm-restart-during-relocate"],
     "TIMING PROFILES: default and fast": ["profile-default-failover", "profile-fast-failover"],
 }
 
