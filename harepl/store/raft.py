@@ -25,7 +25,10 @@ Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by co
    itself comes from leases and fencing epochs checked at apply.
 5. *Batching adds ~100 ms per commit; a late node waits 5 s to connect*: see
    `RaftSettings` for every setting and why.
-6. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
+6. *Idle connections die on first use*: pysyncobj drops a connection at the first send
+   after `connectionTimeout` without reading; followers never talk to each other, so
+   the first vote request after a leader died was lost.  Keepalives every 0.5 s.
+7. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
    that fail to authenticate (wrong secret, garbage) are dropped and logged in one line.
 """
 
@@ -70,6 +73,7 @@ logging.getLogger("pysyncobj.syncobj").addFilter(_BenignTruncation())
 
 FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
 SNAPSHOT_MAGIC = b"HAREPL-SNAPSHOT-1\n"
+_KEEPALIVE = {"type": "harepl_keepalive"}  # ignored by pysyncobj's message handler
 
 
 class SecretMissing(Exception):
@@ -114,8 +118,10 @@ class RaftSettings:
     durable: bool = True
 
     def conf(self, secret: str, journal: str, dump: str,
-             serializer: Callable[..., Any], deserializer: Callable[..., Any]) -> SyncObjConf:
+             serializer: Callable[..., Any], deserializer: Callable[..., Any],
+             on_state_changed: Callable[[int, int], None] | None = None) -> SyncObjConf:
         return SyncObjConf(
+            onStateChanged=on_state_changed,
             password=secret, autoTick=False, appendEntriesPeriod=self.append_entries_period_s,
             raftMinTimeout=self.raft_min_timeout_s, raftMaxTimeout=self.raft_max_timeout_s,
             leaderFallbackTimeout=self.leader_fallback_timeout_s,
@@ -241,6 +247,8 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         self.last_heard: dict[Any, float] = {}      # node -> monotonic time of any reply
         self.last_append: dict[Any, float] = {}     # node -> time of its last append_entries
         self._held: list[tuple[Any, Any]] = []
+        self._next_keepalive = 0.0
+        self.keepalive_s = 0.5
         self._incoming_peer: dict[int, str] = {}
         self._bad_log_at: dict[str, float] = {}
         self.bad_connections = 0
@@ -263,8 +271,20 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         held, self._held = self._held, []
         for node, message in _coalesce(held):
             super().send(node, message)
+        now = time.monotonic()
+        if now >= self._next_keepalive:
+            # pysyncobj drops a connection that has not *read* anything for
+            # connectionTimeout -- and it checks that when it next sends.  Followers never
+            # talk to each other, so the first request_vote after a leader dies went
+            # into a connection declared dead on the spot and was lost (measured: 5-node
+            # elections of 2-2.9 s).  A tiny keepalive to every peer keeps them all live.
+            self._next_keepalive = now + self.keepalive_s
+            for node in list(self._connections):
+                super().send(node, _KEEPALIVE)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        if message == _KEEPALIVE:
+            return  # only there to be read: it keeps the connection's read timer fresh
         now = time.monotonic()
         self.last_heard[node] = now
         if isinstance(message, dict) and message.get("type") == "append_entries":
@@ -372,13 +392,14 @@ class StoreNode:
         self._stop = threading.Event()
         secret_s = secret.decode() if isinstance(secret, bytes) else secret
         conf = self.settings.conf(secret_s.strip(), self.journal_path, self.dump_path,
-                                  self._serialize, self._deserialize)
+                                  self._serialize, self._deserialize, self._state_changed)
         self._obj = _Replica(self, self_addr, [p for p in peers if p != self_addr], conf)
         inner = self._obj._SyncObj__raftLog  # pinned 0.3.17: wrap the journal before any tick
         self.journal = _DurableJournal(inner, self.journal_path, self.settings.durable)
         self._obj._SyncObj__raftLog = self.journal
         self.transport: _GuardedTransport = self._obj._SyncObj__transport
         self.transport.journal = self.journal
+        self.transport.keepalive_s = min(0.5, self.settings.connection_timeout_s / 4)
         # runs at the end of every tick, right before pysyncobj polls its sockets
         self._obj.addOnTickCallback(self.transport.flush)
         self.journal.sync()
@@ -402,6 +423,10 @@ class StoreNode:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+
+    def _state_changed(self, old: int, new: int) -> None:
+        names = {0: "follower", 1: "candidate", 2: "leader"}
+        log.info("raft %s: %s -> %s", self.self_addr, names.get(old, old), names.get(new, new))
 
     def fault(self, why: str) -> None:
         log.critical("store: stopping this member: local fault while applying a committed entry "
@@ -495,6 +520,7 @@ class StoreNode:
         return {"addr": self.self_addr, "state": state, "leader": self.leader(),
                 "quorum": self.has_quorum(), "term": o.raftCurrentTerm, "commit_index": o.raftCommitIndex,
                 "last_applied": o.raftLastApplied, "members": self.members(),
+                "connected": sorted(str(n.id) for n in o.otherNodes if o.isNodeConnected(n)),
                 "log_len": len(self.journal), "fsyncs": self.journal.syncs,
                 "bad_connections": self.transport.bad_connections}
 
