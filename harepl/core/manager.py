@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harepl.core import config as cfgmod
+from harepl.core import rebalance
 from harepl.core.node_status import NodeStatus
 from harepl.core.placement import BasicUsage, CompiledRules, NodePreference, StaticUsage, compile_rules
 from harepl.core.placement import select_service_node as _select
@@ -111,6 +112,7 @@ class Manager:
         )
         self.disarm: dict[str, str] | None = dict(old["disarm"]) if "disarm" in old else None
         self.rearmed_this_round = False
+        self.rebalance_rounds = 0
         self.uid_counter = 0
         self.uid_seed = f"{nodename}|{old.get('timestamp', 0)}|{sorted(self.ss)}"
         self.usage = BasicUsage([])
@@ -222,7 +224,12 @@ class Manager:
             self._compiled_key = key
 
         self.rearmed_this_round = False
-        self._update_crm_commands(view.crm_commands, sc)
+        commands = list(view.crm_commands)
+        if self.disarm is None:
+            rebalance = self._auto_rebalance(view)
+            if rebalance is not None:
+                commands.insert(0, rebalance)
+        self._update_crm_commands(commands, sc)
 
         if self.disarm is not None or self.rearmed_this_round:
             if self.disarm is not None and self.disarm.get("state") == "disarming":
@@ -347,6 +354,37 @@ class Manager:
                     repeat = True
             if not repeat:
                 break
+
+    def _auto_rebalance(self, view: ManagerView) -> str | None:
+        """A 'migrate SID NODE' command when the cluster stayed imbalanced long enough."""
+        crs: dict[str, object] = dict(view.datacenter.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
+        if not crs.get("ha-auto-rebalance") or self.scheduler not in ("static", "dynamic"):
+            return None
+        if any(sd["state"] in rebalance.IN_FLIGHT for sd in self.ss.values()):
+            self.rebalance_rounds = 0  # judge the cluster only once moves have landed
+            return None
+        online = self.ns.list_online_nodes()
+        if not online or any(not view.node_stats.get(n) for n in online):
+            return None
+        placed = {sid: sd["node"] for sid, sd in self.ss.items() if sd["state"] == "started"}
+        static = self.scheduler == "static"
+        level = rebalance.imbalance(
+            rebalance.node_loads(placed, online, view.node_stats, view.service_stats, static))
+        if level <= rebalance.IMBALANCE_THRESHOLD:
+            self.rebalance_rounds = 0
+            return None
+        self.rebalance_rounds += 1
+        hold = int(str(crs.get("ha-auto-rebalance-hold-duration") or rebalance.DEFAULT_HOLD_ROUNDS))
+        if self.rebalance_rounds < hold:
+            return None
+        move = rebalance.best_migration(self.ss, online, self.compiled, view.node_stats, view.service_stats,
+                                        zero_cpu_is_unlimited=static)
+        if move is None:
+            return None
+        self.rebalance_rounds = 0
+        self._log("info", f"auto rebalance - migrate {move.sids[0]} to {move.target} (expected change for "
+                  f"imbalance from {move.before:.2f} to {move.after:.2f})")
+        return f"migrate {move.sids[0]} {move.target}"
 
     def _update_scheduler_mode(self, dc: DatacenterConfig) -> None:
         crs: dict[str, object] = dict(dc.get("crs", {}))  # type: ignore[arg-type,unused-ignore]

@@ -455,8 +455,10 @@ class Simulation:
                         hw.set_running(target, sid, True)
             elif action in ("set-static-stats", "set-dynamic-stats"):
                 table = hw.static_stats if action == "set-static-stats" else hw.dynamic_stats
+                # memory is given in MiB here (as Proxmox's simulator), bytes in the files
                 table.setdefault(sid, {}).update(
-                    {k: float(v) for k, v in zip(parts[3::2], parts[4::2], strict=False)})
+                    {k: float(v) * (1 << 20 if k in ("mem", "maxmem") else 1)
+                     for k, v in zip(parts[3::2], parts[4::2], strict=False)})
         except ConfigError as exc:
             self.log("err", "hardware", f"service command failed - {exc}")
 
