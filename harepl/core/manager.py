@@ -378,7 +378,8 @@ class Manager:
         if self.rebalance_rounds < hold:
             return None
         move = rebalance.best_migration(self.ss, online, self.compiled, view.node_stats, view.service_stats,
-                                        zero_cpu_is_unlimited=static)
+                                        zero_cpu_is_unlimited=static,
+                                        method=str(crs.get("ha-auto-rebalance-method") or "exhaustive"))
         if move is None:
             return None
         self.rebalance_rounds = 0

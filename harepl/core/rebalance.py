@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harepl.core.placement import CompiledRules, get_node_affinity
+from harepl.core.placement import CompiledRules, get_node_affinity, topsis_scores
 from harepl.core.types import ServiceStatus
 
 IMBALANCE_THRESHOLD = 0.3
@@ -55,6 +55,27 @@ def node_loads(
     }
 
 
+def node_fractions(
+    placement: Mapping[str, str],
+    nodes: Sequence[str],
+    node_stats: Mapping[str, Mapping[str, float]],
+    service_stats: Mapping[str, Mapping[str, float]],
+    zero_cpu_is_unlimited: bool = True,
+) -> tuple[list[float], list[float]]:
+    """Per node (in `nodes` order): CPU fraction, memory fraction."""
+    cpu = {n: 0.0 for n in nodes}
+    mem = {n: 0.0 for n in nodes}
+    for sid, node in placement.items():
+        if node not in cpu:
+            continue
+        st = service_stats.get(sid, {})
+        c = float(st.get("maxcpu", 0.0))
+        cpu[node] += float(node_stats[node]["maxcpu"]) if (c == 0 and zero_cpu_is_unlimited) else c
+        mem[node] += float(st.get("maxmem", 0.0))
+    return ([cpu[n] / float(node_stats[n]["maxcpu"]) for n in nodes],
+            [mem[n] / float(node_stats[n]["maxmem"]) for n in nodes])
+
+
 def imbalance(loads: Mapping[str, float]) -> float:
     values = list(loads.values())
     if not values:
@@ -74,11 +95,16 @@ def best_migration(
     service_stats: Mapping[str, Mapping[str, float]],
     min_improvement: float = MIN_IMPROVEMENT,
     zero_cpu_is_unlimited: bool = True,
+    method: str = "exhaustive",
 ) -> Migration | None:
+    """The migration that lowers the imbalance most ('exhaustive'), or, with method
+    'topsis', the candidate whose resulting CPU/memory spread ranks best by TOPSIS among
+    those that lower the imbalance enough."""
     nodes = sorted(online)
     running = {sid: sd["node"] for sid, sd in ss.items() if sd["state"] == "started" and sd["node"] in nodes}
     before = imbalance(node_loads(running, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
     best: Migration | None = None
+    candidates: list[tuple[Migration, dict[str, str]]] = []
     for sid in sorted(running):
         bundle = tuple(sorted({sid} | {p for p in compiled.positive.get(sid, ()) if p in ss}))
         if bundle[0] != sid:
@@ -100,8 +126,23 @@ def best_migration(
             for m in bundle:
                 moved[m] = target
             after = imbalance(node_loads(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
-            if best is None or after < best.after - 1e-12:
-                best = Migration(bundle, target, before, after)
+            candidates.append((Migration(bundle, target, before, after), moved))
+    if method == "topsis":
+        good = [(cand, moved) for cand, moved in candidates if before - cand.after >= min_improvement]
+        if not good:
+            return None
+        rows: list[tuple[float, ...]] = []
+        for _, moved in good:
+            cpus, mems = node_fractions(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited)
+            k = len(nodes)
+            rows.append((1 + (sum(c * c for c in cpus) / k) ** 0.5, 1 + max(cpus),
+                         1 + (sum(x * x for x in mems) / k) ** 0.5, 1 + max(mems)))
+        scores = topsis_scores(rows, (1.0, 2.0, 5.0, 10.0))
+        top = max(range(len(good)), key=lambda i: (scores[i], -i))
+        return good[top][0]
+    for cand, _ in candidates:
+        if best is None or cand.after < best.after - 1e-12:
+            best = cand
     if best is None or before - best.after < min_improvement:
         return None
     return best
