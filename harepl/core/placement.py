@@ -224,9 +224,11 @@ def get_resource_affinity(
     separate: set[str] = set()
     for csid in sorted(compiled.positive.get(sid, ())):
         if csid in ss:
-            for n in used_service_nodes(online_set, ss[csid]):
-                if n is not None:
-                    together[n] = together.get(n, 0) + 1
+            # a partner on the move counts where it is going (apart-rules count both ends)
+            current, target = used_service_nodes(online_set, ss[csid])
+            where = target if target is not None else current
+            if where is not None:
+                together[where] = together.get(where, 0) + 1
     for csid in sorted(compiled.negative.get(sid, ())):
         if csid in ss:
             for n in used_service_nodes(online_set, ss[csid]):
