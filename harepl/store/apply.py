@@ -35,6 +35,8 @@ _ENV_FAULT_CODES = {10, 13, 7, 14, 11, 26, 5, 6, 8, 15}
 
 # ops whose success is a heartbeat, kept out of the bounded history (rejections are kept)
 _QUIET_OPS = {"lease_renew", "noop"}
+# result flag of a status write that changed nothing (no history event); never returned
+_UNCHANGED = "_unchanged"
 
 
 class StoreFault(RuntimeError):
@@ -158,10 +160,11 @@ def _next_seq(conn: sqlite3.Connection) -> int:
 
 def _record(conn: sqlite3.Connection, seq: int, cid: str | None, op: str, ts: float,
             cmd: dict[str, Any] | None, result: dict[str, Any]) -> None:
+    quiet = result["ok"] and (bool(result.pop(_UNCHANGED, False)) or op in _QUIET_OPS)
     if cid is not None:
         conn.execute("INSERT INTO applied (seq, id, result) VALUES (?, ?, ?)", (seq, cid, canon(result)))
         conn.execute("DELETE FROM applied WHERE seq <= ?", (seq - APPLIED_IDS_MAX,))
-    if result["ok"] and op in _QUIET_OPS:
+    if quiet:
         return
     if result["ok"]:
         shown = {k: v for k, v in (cmd or {}).items() if k not in ("v", "id", "op", "ts", "status")}
@@ -239,9 +242,12 @@ def _lease_release(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any
 
 def _manager_status_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
     _fence(conn, C.MANAGER_LEASE, c["epoch"])
+    body = canon(c["status"])
+    row = conn.execute("SELECT body FROM manager_status WHERE id = 1").fetchone()
     conn.execute("INSERT OR REPLACE INTO manager_status (id, epoch, body, ts) VALUES (1, ?, ?, ?)",
-                 (c["epoch"], canon(c["status"]), c["ts"]))
-    return {}
+                 (c["epoch"], body, c["ts"]))
+    # written every CRM round: only a change is history
+    return {} if row is None or row[0] != body else {_UNCHANGED: True}
 
 
 def _lrm_status_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
@@ -254,9 +260,11 @@ def _lrm_status_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, An
             raise Rejected("stale_epoch", f"lrm_status of {c['node']!r} without epoch while {lease!r} is held")
         if c["status"].get("results"):
             raise Rejected("invalid", "lrm_status with results needs the node lease epoch")
+    body = canon(c["status"])
+    row = conn.execute("SELECT body FROM lrm_status WHERE node = ?", (c["node"],)).fetchone()
     conn.execute("INSERT OR REPLACE INTO lrm_status (node, epoch, body, ts) VALUES (?, ?, ?, ?)",
-                 (c["node"], c.get("epoch", 0), canon(c["status"]), c["ts"]))
-    return {}
+                 (c["node"], c.get("epoch", 0), body, c["ts"]))
+    return {} if row is None or row[0] != body else {_UNCHANGED: True}
 
 
 def _crm_command_enqueue(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:

@@ -240,3 +240,14 @@ def test_lrm_status_without_epoch_only_before_the_lease_is_held() -> None:
     assert r["reason"] == "stale_epoch"
     ok(conn, C.lrm_status_set("n1", {"mode": "active", "state": "active"}, e, ts=2.0))
     assert reads.lrm_status(conn, "n1") == {"mode": "active", "state": "active"}
+
+
+def test_unchanged_status_writes_leave_no_history_event() -> None:
+    conn = db()
+    e = acquire(conn, "manager", "n1")
+    st = {"master_node": "n1", "node_status": {"n1": "online"}}
+    r1 = ok(conn, C.manager_status_set(st, e, ts=1.0))
+    r2 = ok(conn, C.manager_status_set(st, e, ts=2.0))
+    ok(conn, C.manager_status_set({**st, "master_node": "n2"}, e, ts=3.0))
+    assert "_unchanged" not in r1 and "_unchanged" not in r2
+    assert [ev["op"] for ev in reads.events(conn)] == ["lease_acquire", "manager_status_set", "manager_status_set"]
