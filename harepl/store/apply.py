@@ -37,6 +37,8 @@ _ENV_FAULT_CODES = {10, 13, 7, 14, 11, 26, 5, 6, 8, 15}
 _QUIET_OPS = {"lease_renew", "noop"}
 # result flag of a status write that changed nothing (no history event); never returned
 _UNCHANGED = "_unchanged"
+# bounded tables are trimmed every this many commands (they hold up to MAX + 99 rows)
+_PRUNE_EVERY = 100
 
 
 class StoreFault(RuntimeError):
@@ -97,17 +99,20 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
         pass
 
 
-def _cmd_id(raw: Any) -> str | None:
-    try:
-        obj = C.decode(raw)
-    except C.CommandError:
-        return None
-    cid = obj.get("id")
+def _cmd_id(obj: dict[str, Any] | None) -> str | None:
+    cid = obj.get("id") if obj is not None else None
     return cid if isinstance(cid, str) and cid and len(cid) <= 128 else None
 
 
 def _apply(conn: sqlite3.Connection, raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
-    cid = _cmd_id(raw)
+    obj: dict[str, Any] | None = None
+    try:
+        obj = C.decode(raw)
+    except C.CommandError as e:
+        invalid: str | None = str(e)
+    else:
+        invalid = None
+    cid = _cmd_id(obj)
     if cid is not None:
         row = conn.execute("SELECT result FROM applied WHERE id = ?", (cid,)).fetchone()
         if row is not None:
@@ -115,47 +120,52 @@ def _apply(conn: sqlite3.Connection, raw: str | bytes | dict[str, Any]) -> dict[
             result["duplicate"] = True
             return result
 
-    conn.execute("BEGIN IMMEDIATE")
-    seq = _next_seq(conn)
-    op = "?"
-    ts = 0.0
+    op = str(obj["op"]) if obj is not None and isinstance(obj.get("op"), str) else "?"
+    ts_raw = obj.get("ts") if obj is not None else None
+    ts = float(ts_raw) if isinstance(ts_raw, (int, float)) and not isinstance(ts_raw, bool) else 0.0
     cmd: dict[str, Any] | None = None
-    try:
-        obj = C.decode(raw)
-        op = str(obj["op"]) if isinstance(obj.get("op"), str) else "?"
-        ts = obj["ts"] if isinstance(obj.get("ts"), (int, float)) and not isinstance(obj.get("ts"), bool) else 0.0
-        cmd = C.validate(obj)
-    except C.CommandError as e:
-        result = {"ok": False, "seq": seq, "reason": "invalid", "error": str(e)}
+    conn.execute("BEGIN IMMEDIATE")
+    fields: dict[str, Any] | None = None
+    if invalid is None:
+        try:
+            cmd = C.validate(obj or {})
+        except C.CommandError as e:
+            invalid = str(e)
+    if invalid is not None:
+        rejection = ("invalid", invalid)
     else:
-        conn.execute("SAVEPOINT op")
+        assert cmd is not None
+        # no savepoint: on failure the whole transaction is rolled back and a new one
+        # records the rejection (two statements fewer on the common, successful path)
         try:
             fields = _HANDLERS[cmd["op"]](conn, cmd)
-            conn.execute("RELEASE op")
-            result = {"ok": True, "seq": seq, **fields}
         except BaseException as e:  # noqa: BLE001
             if _is_env_fault(e):
                 raise StoreFault(f"{type(e).__name__}: {e}") from e
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
             if isinstance(e, Rejected):
-                result = {"ok": False, "seq": seq, "reason": e.reason, "error": e.error}
+                rejection = (e.reason, e.error)
             elif isinstance(e, sqlite3.IntegrityError):
-                result = {"ok": False, "seq": seq, "reason": "constraint", "error": f"SQLite: {e}"}
+                rejection = ("constraint", f"SQLite: {e}")
             else:
-                result = {"ok": False, "seq": seq, "reason": "internal",
-                          "error": f"{type(e).__name__}: {e}"}
+                rejection = ("internal", f"{type(e).__name__}: {e}")
+    seq = _next_seq(conn)
+    if fields is not None:
+        result = {"ok": True, "seq": seq, **fields}
+    else:
+        result = {"ok": False, "seq": seq, "reason": rejection[0], "error": rejection[1]}
     _record(conn, seq, cid, op, ts, cmd, result)
     conn.execute("COMMIT")
     return result
 
 
 def _next_seq(conn: sqlite3.Connection) -> int:
-    seq = int(conn.execute("SELECT value FROM meta WHERE key = 'applied_count'").fetchone()[0]) + 1
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'applied_count'", (str(seq),))
-    return seq
+    (value,) = conn.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                            "WHERE key = 'applied_count' RETURNING value").fetchone()
+    return int(value)
 
 
 def _record(conn: sqlite3.Connection, seq: int, cid: str | None, op: str, ts: float,
@@ -163,7 +173,8 @@ def _record(conn: sqlite3.Connection, seq: int, cid: str | None, op: str, ts: fl
     quiet = result["ok"] and (bool(result.pop(_UNCHANGED, False)) or op in _QUIET_OPS)
     if cid is not None:
         conn.execute("INSERT INTO applied (seq, id, result) VALUES (?, ?, ?)", (seq, cid, canon(result)))
-        conn.execute("DELETE FROM applied WHERE seq <= ?", (seq - APPLIED_IDS_MAX,))
+        if seq % _PRUNE_EVERY == 0:  # deterministic: depends on seq only
+            conn.execute("DELETE FROM applied WHERE seq <= ?", (seq - APPLIED_IDS_MAX,))
     if quiet:
         return
     if result["ok"]:
@@ -173,7 +184,8 @@ def _record(conn: sqlite3.Connection, seq: int, cid: str | None, op: str, ts: fl
         detail = f"{result['reason']}: {result['error']}"
     conn.execute("INSERT INTO events (seq, ts, id, op, ok, detail) VALUES (?, ?, ?, ?, ?, ?)",
                  (seq, float(ts), cid or "", op, 1 if result["ok"] else 0, detail))
-    conn.execute("DELETE FROM events WHERE seq <= ?", (seq - EVENTS_MAX,))
+    if seq % _PRUNE_EVERY == 0:
+        conn.execute("DELETE FROM events WHERE seq <= ?", (seq - EVENTS_MAX,))
 
 
 def _record_only(conn: sqlite3.Connection, raw: Any, reason: str, error: str) -> dict[str, Any]:
