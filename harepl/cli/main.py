@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     # `make demo`: the simulator's built-in scenario until the real-cluster demo lands
     "demo": "harepl.sim.demo:demo",
     "bench": "harepl.bench.cli:bench",
+    "tui": "tui.cli:tui",
 }
 
 

@@ -1,0 +1,263 @@
+"""What the TUI shows, computed from API answers: no Textual, no sockets.
+
+`fetch_snapshot` is the only function here that talks to the API (through the blocking
+`ApiClient`, so it runs in a worker thread). Everything else turns plain API data into
+table rows and lines, so it is tested without a terminal.
+
+Wall-clock time appears here for display only (ages and clock times shown to the
+operator), never for a decision.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harepl.runtime.api.client import ApiClient
+
+# Proxmox shows a status older than this as "old timestamp - dead?" (same value as the API)
+STALE_AFTER_S = 30.0
+# the CRM and every LRM write their status each loop: history hides these by default
+STATUS_OPS = frozenset({"manager_status_set", "lrm_status_set"})
+EVENTS_PAGE = 1000          # the API's largest page
+EVENTS_KEPT = 2000          # history kept in memory by the TUI
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One refresh: the API's answers, read one after the other (not one transaction)."""
+
+    status: list[dict[str, Any]]            # GET /status/current
+    manager: dict[str, Any]                 # GET /status/manager_status
+    nodes: list[dict[str, Any]]             # GET /nodes
+    resources: list[dict[str, Any]]         # GET /resources
+    wall_time_s: float                      # when it was read (display only)
+
+    @property
+    def quorate(self) -> bool:
+        return bool(self.manager.get("quorum", {}).get("quorate"))
+
+    @property
+    def api_node(self) -> str:
+        return str(self.manager.get("quorum", {}).get("node") or "?")
+
+    @property
+    def manager_status(self) -> dict[str, Any]:
+        return self.manager.get("manager_status") or {}
+
+    @property
+    def lrm_status(self) -> dict[str, dict[str, Any]]:
+        return self.manager.get("lrm_status") or {}
+
+    @property
+    def master_node(self) -> str | None:
+        return self.manager_status.get("master_node")
+
+    def resource(self, sid: str) -> dict[str, Any] | None:
+        return next((r for r in self.resources if r.get("sid") == sid), None)
+
+    def service_status(self, sid: str) -> dict[str, Any]:
+        return dict((self.manager_status.get("service_status") or {}).get(sid) or {})
+
+    def node_names(self) -> list[str]:
+        return [str(n["node"]) for n in self.nodes if n.get("node")]
+
+    def node_state(self, node: str) -> str | None:
+        return (self.manager_status.get("node_status") or {}).get(node)
+
+
+def fetch_snapshot(client: ApiClient, now_wall_s: float | None = None) -> Snapshot:
+    """Blocking: four GETs. Raises ApiClientError (one line) when the API fails."""
+    return Snapshot(
+        status=client.get("/status/current"),
+        manager=client.get("/status/manager_status"),
+        nodes=client.get("/nodes"),
+        resources=client.get("/resources"),
+        wall_time_s=time.time() if now_wall_s is None else now_wall_s,
+    )
+
+
+# ---------------------------------------------------------------- header
+
+def header_parts(snap: Snapshot) -> list[tuple[str, str, str]]:
+    """(label, value, style class) for the cluster header."""
+    quorum = next((e for e in snap.status if e.get("type") == "quorum"), {})
+    quorum_text = "OK" if snap.quorate else str(quorum.get("status") or "no quorum")
+    master = snap.master_node
+    master_entry = next((e for e in snap.status if e.get("type") == "master"), None)
+    if master and master_entry is not None:
+        # "node1 (active, Tue ...)": keep the word in parentheses, drop the long date
+        inner = str(master_entry.get("status", "")).partition("(")[2].split(",", 1)[0].rstrip(")")
+        master_text = f"{master} ({inner})" if inner else master
+    else:
+        master_text = master or "none"
+    names = snap.node_names()
+    online = sum(1 for n in names if snap.node_state(n) == "online")
+    services = len(snap.resources)
+    return [
+        ("quorum", quorum_text, "ok" if snap.quorate else "bad"),
+        ("master", master_text, "ok" if master else "bad"),
+        ("nodes", f"{online}/{len(names)} online", "ok" if names and online == len(names) else "warn"),
+        ("services", str(services), ""),
+        ("api node", snap.api_node, ""),
+    ]
+
+
+# ---------------------------------------------------------------- tables
+
+NODE_COLUMNS = ("node", "node state", "LRM", "LRM age")
+SERVICE_COLUMNS = ("sid", "node", "state", "requested", "group")
+
+
+def format_age(age_s: float | None) -> str:
+    if age_s is None:
+        return "-"
+    age_s = max(0.0, age_s)
+    if age_s < 120:
+        return f"{age_s:.0f}s"
+    if age_s < 7200:
+        return f"{age_s / 60:.0f}m"
+    return f"{age_s / 3600:.0f}h"
+
+
+def node_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
+    """(row key, cells): node (★ for the master), CRM node state, LRM mode/state, LRM age.
+
+    LRM age is the time since the node's LRM last wrote its status; the LRM writes it
+    every loop under its node lease, so a growing age means a silent node (the API
+    exposes no lease table; this is what Proxmox's panel shows as the LRM timestamp).
+    """
+    rows = []
+    for entry in snap.nodes:
+        name = str(entry.get("node"))
+        lrm = snap.lrm_status.get(name) or {}
+        stamp = lrm.get("timestamp")
+        age = snap.wall_time_s - float(stamp) if isinstance(stamp, int | float) else None
+        mode, state = entry.get("lrm_mode"), entry.get("lrm_state")
+        if mode is None and state is None:
+            lrm_text = "-"
+        elif age is not None and age > STALE_AFTER_S:
+            lrm_text = "old timestamp - dead?"
+        elif mode == "active" or mode is None:
+            lrm_text = str(state)
+        else:
+            lrm_text = f"{state} ({mode})"
+        marker = " ★" if entry.get("master") else ""
+        rows.append((name, (name + marker, str(entry.get("status") or "-"), lrm_text, format_age(age))))
+    return rows
+
+
+def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
+    """(sid, cells): sid, node, state (as `ha-manager status` says it), requested, group."""
+    by_sid = {e.get("sid"): e for e in snap.status if e.get("type") == "service"}
+    rows = []
+    for res in snap.resources:
+        sid = str(res.get("sid"))
+        entry = by_sid.get(sid, {})
+        node = entry.get("node") or res.get("node") or "-"
+        state = entry.get("state") or snap.service_status(sid).get("state") or "-"
+        group = res.get("group") or "-"
+        if res.get("errors", {}).get("group"):
+            group = f"{group} (missing)"
+        rows.append((sid, (sid, str(node), str(state), str(res.get("state") or "-"), str(group))))
+    return rows
+
+
+def state_class(state: str) -> str:
+    """A style name for a service or node state (the table colours it)."""
+    word = state.split(" ", 1)[0]
+    if word in ("started", "online", "active"):
+        return "ok"
+    if word in ("error", "fence", "unknown", "gone", "old", "lost_agent_lock"):
+        return "bad"
+    if word in ("stopped", "disabled", "ignored", "-"):
+        return "dim"
+    return "warn"
+
+
+# ---------------------------------------------------------------- history
+
+def event_detail(event: dict[str, Any]) -> dict[str, Any]:
+    raw = event.get("detail")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        data = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {"text": str(raw)}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def event_summary(event: dict[str, Any]) -> str:
+    """One line for an event: the CRM command as typed, or the detail compacted."""
+    detail = event_detail(event)
+    if event.get("op") == "crm_command_enqueue" and "cmd" in detail:
+        text = str(detail["cmd"])
+    else:
+        text = " ".join(f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+                        if not isinstance(v, str) else f"{k}={v}" for k, v in detail.items())
+    if not event.get("ok", True):
+        text = f"REJECTED {text}"
+    return " ".join(text.split())
+
+
+def event_mentions(event: dict[str, Any], sid: str) -> bool:
+    detail = event_detail(event)
+    if detail.get("sid") == sid:
+        return True
+    cmd = str(detail.get("cmd", ""))
+    return sid in cmd.split() or sid in detail.get("resources", [])
+
+
+def format_clock(ts: Any) -> str:
+    if not isinstance(ts, int | float) or not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+@dataclass
+class EventLog:
+    """History the TUI has read so far, fetched incrementally by `after` seq.
+
+    Status writes (every loop of every node) are counted but not kept, so a busy
+    cluster's history still shows the config changes and CRM commands.
+    """
+
+    kept: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    last_seq: int | None = None
+    status_writes: int = 0
+
+    def add(self, events: Iterable[dict[str, Any]]) -> int:
+        added = 0
+        for event in events:
+            seq = event.get("seq")
+            if not isinstance(seq, int) or (self.last_seq is not None and seq <= self.last_seq):
+                continue
+            self.last_seq = seq
+            if event.get("op") in STATUS_OPS and event.get("ok", True):
+                self.status_writes += 1
+                continue
+            self.kept.append(event)
+            added += 1
+        return added
+
+    def for_service(self, sid: str, limit: int = 50) -> list[dict[str, Any]]:
+        return [e for e in self.kept if event_mentions(e, sid)][-limit:]
+
+
+def fetch_events(client: ApiClient, after_seq: int | None, max_pages: int = 5) -> list[dict[str, Any]]:
+    """Blocking: events after `after_seq` (the latest page when None), oldest first."""
+    if after_seq is None:
+        return list(client.get("/events", limit=EVENTS_PAGE))
+    out: list[dict[str, Any]] = []
+    for _ in range(max_pages):
+        page = client.get("/events", after=after_seq, limit=EVENTS_PAGE)
+        out.extend(page)
+        if len(page) < EVENTS_PAGE:
+            break
+        after_seq = page[-1]["seq"]
+    return out

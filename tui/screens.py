@@ -1,0 +1,189 @@
+"""Screens: confirmation and pickers (modal), the service detail and the history.
+
+Modal screens only return what the operator chose (`dismiss(value)`); the app decides
+what to send. The full screens read the app's last snapshot and event log; they never
+call the API themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from tui import model
+from tui.widgets import ServiceDetail, StatusBar
+
+if TYPE_CHECKING:
+    from tui.app import HareplApp
+
+MAX_STOP_TIMEOUT_S = 86400
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """"Really do X?" — y/enter confirms, n/escape cancels."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, id="question")
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", id="yes", variant="warning")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class PickScreen(ModalScreen[str | None]):
+    """Pick one of a few choices (a target node, a maintenance direction)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, choices: list[tuple[str, str]]) -> None:
+        """choices: (id returned, label shown)."""
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, id="question")
+            yield OptionList(*[Option(label, id=key) for key, label in self.choices], id="choices")
+
+    def on_mount(self) -> None:
+        self.query_one(OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class StopScreen(ModalScreen[int | None]):
+    """Ask for the stop timeout in seconds (0 = hard stop), as `crm-command stop` does."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, sid: str) -> None:
+        super().__init__()
+        self.sid = sid
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Stop {self.sid}: timeout in seconds (0 = hard stop)", id="question")
+            yield Input(value="60", placeholder="seconds", type="integer", id="timeout")
+            yield Label("", id="input-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        raw = event.value.strip()
+        if not raw.isdigit() or int(raw) > MAX_STOP_TIMEOUT_S:
+            self.query_one("#input-error", Label).update(
+                f"timeout must be a whole number of seconds from 0 to {MAX_STOP_TIMEOUT_S}")
+            return
+        self.dismiss(int(raw))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ServiceScreen(Screen[None]):
+    """One service in full: config, CRM status, its history; the action keys act on it."""
+
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back"),
+        Binding("m", "act('migrate')", "Migrate"),
+        Binding("r", "act('relocate')", "Relocate"),
+        Binding("e", "act('enable')", "Enable"),
+        Binding("d", "act('disable')", "Disable"),
+        Binding("s", "act('stop')", "Stop"),
+        Binding("x,delete", "act('remove')", "Remove"),
+    ]
+
+    def __init__(self, sid: str) -> None:
+        super().__init__()
+        self.sid = sid
+
+    @property
+    def happ(self) -> HareplApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="service-scroll"):
+            yield ServiceDetail(id="service-full")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.sid
+        self.refresh_view()
+        self.query_one(StatusBar).show(self.happ.status_line, self.happ.status_kind)
+
+    def refresh_view(self) -> None:
+        self.query_one(ServiceDetail).show(self.sid, self.happ.snapshot,
+                                           self.happ.events.for_service(self.sid, limit=200))
+
+    def action_act(self, verb: str) -> None:
+        self.happ.ask(verb, self.sid)
+
+
+class EventsScreen(Screen[None]):
+    """The store's history since the TUI started (plus the page before it), newest first."""
+
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("g,f5", "app.refresh", "Refresh")]
+
+    @property
+    def happ(self) -> HareplApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="events-title")
+        yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("seq", "time", "op", "detail")
+        self.refresh_view()
+        self.query_one(StatusBar).show(self.happ.status_line, self.happ.status_kind)
+        table.focus()
+
+    def refresh_view(self) -> None:
+        log = self.happ.events
+        table: DataTable[Any] = self.query_one(DataTable)
+        shown = {str(key.value) for key in table.rows}
+        kept = {str(e.get("seq")) for e in log.kept}
+        for gone in shown - kept:   # fell out of the bounded log
+            table.remove_row(gone)
+        new = [e for e in log.kept if str(e.get("seq")) not in shown]
+        for event in new:   # oldest first, each put on top: newest first
+            style = "" if event.get("ok", True) else "bold red"
+            cells = (str(event.get("seq")), model.format_clock(event.get("ts")), str(event.get("op")),
+                     model.event_summary(event))
+            table.add_row(*[Text(c, style=style) for c in cells], key=str(event.get("seq")))
+        if new:
+            table.sort(table.ordered_columns[0].key, key=lambda seq: -int(seq.plain), reverse=False)
+        self.query_one("#events-title", Label).update(
+            f"History: {len(log.kept)} events shown, {log.status_writes} routine status writes hidden")
