@@ -11,162 +11,33 @@ store only once the lease expired).
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from harepl.core import config as cfgmod
-from harepl.core import rebalance
-from harepl.core.node_status import NodeStatus
-from harepl.core.placement import BasicUsage, CompiledRules, NodePreference, StaticUsage, compile_rules
-from harepl.core.placement import select_service_node as _select
+from harepl.core.crm_commands import CommandsMixin
+from harepl.core.manager_base import (
+    REMOVABLE_LOCKS_AFTER_FENCE,
+    Effect,
+    ManagerPorts,
+    ManagerResult,
+    ManagerView,
+    new_uid,
+)
+from harepl.core.placement import NodePreference, compile_rules
 from harepl.core.types import (
     ERROR,
     EWRONG_NODE,
     IGNORED,
     SUCCESS,
-    DatacenterConfig,
-    GroupConfig,
     LrmResult,
-    LrmStatus,
-    ManagerStatus,
-    NodeInfo,
-    RuleConfig,
     ServiceConfig,
-    ServiceStatus,
 )
 
-VALID_SERVICE_STATES = frozenset(
-    {"stopped", "request_stop", "request_start", "request_start_balance", "started", "fence",
-     "recovery", "migrate", "relocate", "freeze", "error"}
-)
+__all__ = ["Effect", "Manager", "ManagerPorts", "ManagerResult", "ManagerView", "new_uid"]
 
 
-class ManagerPorts(Protocol):
-    def log(self, level: str, msg: str) -> None: ...
-
-    def sendmail(self, subject: str, text: str) -> None: ...
-
-    def fence_lock(self, node: str) -> bool: ...
-
-    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None: ...
-
-
-# guest locks that are safe to drop once the node that held them was fenced (reset)
-REMOVABLE_LOCKS_AFTER_FENCE = [
-    "backup", "mounted", "migrate", "clone", "rollback", "snapshot", "snapshot-delete",
-    "suspending", "suspended",
-]
-
-
-@dataclass(frozen=True)
-class ManagerView:
-    """What the master sees at the start of a round."""
-
-    now: float
-    node_info: Mapping[str, NodeInfo]
-    lrm_status: Mapping[str, LrmStatus]
-    service_config: Mapping[str, ServiceConfig]
-    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
-    rules: Mapping[str, RuleConfig] = field(default_factory=dict)
-    crm_commands: Sequence[str] = ()
-    datacenter: DatacenterConfig = field(default_factory=lambda: DatacenterConfig())
-    # for the 'static'/'dynamic' scheduler: node -> {maxcpu, maxmem}, sid -> {maxcpu, maxmem}
-    node_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    service_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-
-
-@dataclass
-class Effect:
-    """A configuration change the master commits with its manager_status."""
-
-    kind: str  # 'steal_service' | 'update_service_config'
-    sid: str
-    current_node: str = ""
-    new_node: str = ""
-    changes: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class ManagerResult:
-    manager_status: ManagerStatus | None  # None: nothing to write ("master seems offline")
-    effects: list[Effect]
-
-
-def new_uid(seed: str, state: str, counter: int) -> str:
-    digest = hashlib.md5(f"{seed}|{state}|{counter}".encode()).digest()
-    return base64.b64encode(digest).decode().rstrip("=")
-
-
-class Manager:
-    def __init__(self, nodename: str, old_ms: ManagerStatus, fence_delay_s: float = 60.0) -> None:
-        old: ManagerStatus = copy.deepcopy(old_ms)
-        self.nodename = nodename
-        self.ns = NodeStatus(old.get("node_status", {}), fence_delay_s=fence_delay_s)
-        self.ss: dict[str, ServiceStatus] = dict(old.get("service_status", {}))
-        self.node_request: dict[str, dict[str, int]] | None = (
-            {n: {"maintenance": int(r["maintenance"])} if "maintenance" in r else {} for n, r in old["node_request"].items()} if "node_request" in old else None
-        )
-        self.disarm: dict[str, str] | None = dict(old["disarm"]) if "disarm" in old else None
-        self.rearmed_this_round = False
-        self.rebalance_rounds = 0
-        self.uid_counter = 0
-        self.uid_seed = f"{nodename}|{old.get('timestamp', 0)}|{sorted(self.ss)}"
-        self.usage = BasicUsage([])
-        self.compiled = CompiledRules()
-        self._compiled_key: object = None
-        self.ports: ManagerPorts
-        self.effects: list[Effect] = []
-        self.now = 0.0
-        self.scheduler: str | None = None
-        self.view: ManagerView | None = None
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _log(self, level: str, msg: str) -> None:
-        self.ports.log(level, msg)
-
-    def _uid(self, state: str) -> str:
-        self.uid_counter += 1
-        return new_uid(self.uid_seed, state, self.uid_counter)
-
-    def _recompute_usage(self) -> None:
-        self.usage = BasicUsage(self.ns.list_online_nodes())
-        if self.scheduler in ("static", "dynamic") and self.view is not None:
-            try:
-                self.usage = StaticUsage(self.ns.list_online_nodes(), self.view.node_stats, self.view.service_stats)
-            except ValueError as exc:
-                self._log("warning", f"fallback to 'basic' scheduler mode, init for '{self.scheduler}' failed - {exc}")
-        for sid in sorted(self.ss):
-            self.usage.add_service_usage(sid, self.ss[sid])  # type: ignore[arg-type,unused-ignore]
-
-    def _change_state(self, sid: str, new_state: str, **params: str | int) -> None:
-        sd = self.ss[sid]
-        old_state = sd["state"]
-        assert old_state != new_state, "no state change"
-        assert new_state in VALID_SERVICE_STATES, new_state
-        new: ServiceStatus = {"state": new_state, "node": sd["node"], "uid": ""}
-        if "failed_nodes" in sd:
-            new["failed_nodes"] = sd["failed_nodes"]
-        if "maintenance_node" in sd:
-            new["maintenance_node"] = sd["maintenance_node"]
-        text = ", ".join(f"{k} = {params[k]}" for k in sorted(params))
-        for k in sorted(params):
-            new[k] = params[k]  # type: ignore[literal-required]
-        new["uid"] = self._uid(new_state)
-        self.ss[sid] = new
-        self.usage.remove_service_usage(sid)
-        self.usage.add_service_usage(sid, new)  # type: ignore[arg-type,unused-ignore]
-        suffix = f"  ({text})" if text else ""
-        self._log("info", f"service '{sid}': state changed from '{old_state}' to '{new_state}'{suffix}")
-
-    def select_node(self, sid: str, cd: ServiceConfig, pref: NodePreference) -> str | None:
-        return _select(self.compiled, self.usage, sid, cd, self.ss, pref)
-
-    # --- the round ------------------------------------------------------------------------------
+class Manager(CommandsMixin):
+    """The CRM master: `manage(view, ports)` once per round."""
 
     def manage(self, view: ManagerView, ports: ManagerPorts) -> ManagerResult:
         self.ports = ports
@@ -248,46 +119,6 @@ class Manager:
         self._service_rounds(sc, lrm_results, lrm_modes)
         return ManagerResult(self._status(view.now), self.effects)
 
-    def _status(self, now: float) -> ManagerStatus:
-        ms: ManagerStatus = {
-            "master_node": self.nodename,
-            "node_status": dict(self.ns.status),
-            "service_status": copy.deepcopy(self.ss),
-            "timestamp": now,
-        }
-        if self.node_request is not None:
-            ms["node_request"] = copy.deepcopy(self.node_request)  # type: ignore[arg-type]
-        if self.disarm is not None:
-            ms["disarm"] = dict(self.disarm)
-        return ms
-
-    # --- disarm (take the HA stack out of action without touching the services) -------
-
-    def _disarm_services(self) -> None:
-        assert self.disarm is not None
-        for sid in sorted(self.ss):
-            sd = self.ss[sid]
-            if self.disarm.get("mode") == "ignore":
-                self._log("info", f"disarm: suspending HA tracking for service '{sid}'")
-            elif sd["state"] not in ("freeze", "error"):
-                self._log("info", f"disarm: freezing service '{sid}' (was '{sd['state']}')")
-                new: ServiceStatus = {"state": "freeze", "node": sd["node"], "uid": self._uid("freeze")}
-                for keep in ("failed_nodes", "maintenance_node"):
-                    if keep in sd:
-                        new[keep] = sd[keep]  # type: ignore[literal-required,unused-ignore]
-                self.ss[sid] = new
-
-    def _check_lrms_disarmed(self, view: ManagerView) -> None:
-        assert self.disarm is not None
-        for node in self.ns.list_nodes():
-            if not view.node_info.get(node, {"online": False})["online"]:
-                continue
-            if view.lrm_status.get(node, {}).get("state") == "active":
-                return
-        self._log("info", "all LRMs disarmed, HA stack is now fully disarmed")
-        self._log("info", "HA stack fully disarmed, releasing CRM watchdog")
-        self.disarm["state"] = "disarmed"
-
     def _service_rounds(self, sc: dict[str, ServiceConfig], lrm_results: dict[str, LrmResult],
                         lrm_modes: dict[str, str]) -> None:
         ns = self.ns
@@ -354,140 +185,6 @@ class Manager:
                     repeat = True
             if not repeat:
                 break
-
-    def _auto_rebalance(self, view: ManagerView) -> str | None:
-        """A 'migrate SID NODE' command when the cluster stayed imbalanced long enough."""
-        crs: dict[str, object] = dict(view.datacenter.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
-        if not crs.get("ha-auto-rebalance") or self.scheduler not in ("static", "dynamic"):
-            return None
-        if any(sd["state"] in rebalance.IN_FLIGHT for sd in self.ss.values()):
-            self.rebalance_rounds = 0  # judge the cluster only once moves have landed
-            return None
-        online = self.ns.list_online_nodes()
-        if not online or any(not view.node_stats.get(n) for n in online):
-            return None
-        placed = {sid: sd["node"] for sid, sd in self.ss.items() if sd["state"] == "started"}
-        static = self.scheduler == "static"
-        level = rebalance.imbalance(
-            rebalance.node_loads(placed, online, view.node_stats, view.service_stats, static))
-        if level <= rebalance.IMBALANCE_THRESHOLD:
-            self.rebalance_rounds = 0
-            return None
-        self.rebalance_rounds += 1
-        hold = int(str(crs.get("ha-auto-rebalance-hold-duration") or rebalance.DEFAULT_HOLD_ROUNDS))
-        if self.rebalance_rounds < hold:
-            return None
-        move = rebalance.best_migration(self.ss, online, self.compiled, view.node_stats, view.service_stats,
-                                        zero_cpu_is_unlimited=static,
-                                        method=str(crs.get("ha-auto-rebalance-method") or "exhaustive"))
-        if move is None:
-            return None
-        self.rebalance_rounds = 0
-        self._log("info", f"auto rebalance - migrate {move.sids[0]} to {move.target} (expected change for "
-                  f"imbalance from {move.before:.2f} to {move.after:.2f})")
-        return f"migrate {move.sids[0]} {move.target}"
-
-    def _update_scheduler_mode(self, dc: DatacenterConfig) -> None:
-        crs: dict[str, object] = dict(dc.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
-        self.rebalance_on_request_start = bool(crs.get("ha-rebalance-on-start") or crs.get("ha_rebalance_on_start"))
-        new_mode = str(crs.get("ha") or "basic")
-        if self.scheduler is None:
-            if new_mode != "basic":
-                self._log("info", f"using scheduler mode '{new_mode}'")
-        elif new_mode != self.scheduler:
-            self._log("info", f"switching scheduler mode from '{self.scheduler}' to '{new_mode}'")
-        self.scheduler = new_mode
-
-    # --- crm commands -----------------------------------------------------------------------
-
-    def _update_crm_commands(self, commands: Sequence[str], sc: Mapping[str, ServiceConfig]) -> None:
-        ns = self.ns
-        for raw in commands:
-            cmd = raw.strip()
-            parts = cmd.split()
-            if len(parts) == 2 and parts[0] == "disarm-ha" and parts[1] in ("freeze", "ignore"):
-                if self.disarm is not None:
-                    self._log("notice", f"ignoring disarm-ha command - already in disarm state ({self.disarm.get('state')})")
-                else:
-                    self._log("info", f"got crm command: {cmd}")
-                    self.disarm = {"mode": parts[1], "state": "disarming"}
-            elif len(parts) == 1 and parts[0] == "arm-ha":
-                if self.disarm is None:
-                    self._log("notice", "ignoring arm-ha command - HA stack is not disarmed")
-                else:
-                    self._log("info", f"got crm command: {cmd}")
-                    if self.disarm.get("mode") == "ignore":
-                        for sid in sorted(self.ss):
-                            cd = sc.get(sid)
-                            if cd is not None and cd["node"] != self.ss[sid]["node"]:
-                                self._log("info", f"service '{sid}': updating node '{self.ss[sid]['node']}' => "
-                                          f"'{cd['node']}' (changed while disarmed)")
-                                self.ss[sid]["node"] = cd["node"]
-                    self._log("info", "re-arming HA stack")
-                    self.disarm = None
-                    self.rearmed_this_round = True
-            elif len(parts) == 3 and parts[0] in ("migrate", "relocate"):
-                task, sid, node = parts
-                if sid not in self.ss:
-                    self._log("err", f"crm command error - no such service: {cmd}")
-                elif not ns.node_is_online(node):
-                    self._log("err", f"crm command error - node not online: {cmd}")
-                elif node == self.ss[sid]["node"]:
-                    self._log("info", f"ignore crm command - service already on target node: {cmd}")
-                else:
-                    self._execute_migration(cmd, task, sid, node)
-            elif len(parts) == 3 and parts[0] == "stop":
-                sid, timeout = parts[1], parts[2]
-                if sid in self.ss:
-                    self._log("info", f"got crm command: {cmd}")
-                    self.ss[sid]["cmd"] = ["stop", timeout]
-                else:
-                    self._log("err", f"crm command error - no such service: {cmd}")
-            elif len(parts) == 2 and parts[0] == "enable-node-maintenance":
-                node = parts[1]
-                state = ns.get_node_state(node)
-                if state == "online":
-                    if self.node_request is None:
-                        self.node_request = {}
-                    self.node_request.setdefault(node, {})["maintenance"] = 1
-                elif state == "maintenance":
-                    self._log("info", f"ignoring crm command - node {node} is already in maintenance state")
-                else:
-                    self._log("err", f"crm command error - node not online: {cmd}")
-            elif len(parts) == 2 and parts[0] == "disable-node-maintenance":
-                node = parts[1]
-                state = ns.get_node_state(node)
-                if state != "maintenance":
-                    self._log("warn", f"clearing maintenance of node {node} requested, but it's in state {state}")
-                if self.node_request is not None and node in self.node_request:
-                    self.node_request[node].pop("maintenance", None)
-            else:
-                self._log("err", f"unable to parse crm command: {cmd}")
-
-    def _execute_migration(self, cmd: str, task: str, sid: str, target: str) -> None:
-        ss = self.ss
-        for csid in sorted(self.compiled.negative.get(sid, ())):
-            c = ss.get(csid)
-            if c is None:
-                continue
-            if c.get("node") and c["node"] != target:
-                continue
-            if c.get("target") and c.get("target") != target:
-                continue
-            self._log("err", f"crm command '{cmd}' error - service '{csid}' on node '{target}' in"
-                      f" negative affinity with service '{sid}'")
-            return
-        self._log("info", f"got crm command: {cmd}")
-        ss[sid]["cmd"] = [task, target]
-        for csid in sorted(self.compiled.positive.get(sid, ())):
-            c = ss.get(csid)
-            if c is None or c.get("node") == target or c.get("target") == target:
-                continue
-            self._log("info", f"crm command '{cmd}' - {task} service '{csid}' to node '{target}'"
-                      f" (service '{csid}' in positive affinity with service '{sid}')")
-            c["cmd"] = [task, target]
-
-    # --- per-state transitions ----------------------------------------------------------
 
     def _next_state_request_stop(self, sid: str, lrm_res: LrmResult | None) -> None:
         sd = self.ss[sid]
@@ -705,3 +402,4 @@ class Manager:
             if cd["state"] == "disabled":
                 sd.pop("failed_nodes", None)
                 self._change_state(sid, "stopped")
+
