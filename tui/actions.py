@@ -13,6 +13,9 @@ from typing import Any
 
 from harepl.runtime.api.client import ApiClient, ApiClientError, seg
 
+# Proxmox's request states (`enabled` is an alias of started)
+REQUEST_STATES = ("started", "stopped", "disabled", "ignored")
+
 
 @dataclass(frozen=True)
 class Action:

@@ -66,6 +66,7 @@ class HareplApp(App[None]):
         Binding("r", "act('relocate')", "Relocate"),
         Binding("e", "act('enable')", "Enable"),
         Binding("d", "act('disable')", "Disable"),
+        Binding("t", "act('state')", "Req. state"),
         Binding("s", "act('stop')", "Stop"),
         Binding("x,delete", "act('remove')", "Remove"),
         Binding("n", "maintenance", "Node maint."),
@@ -165,10 +166,12 @@ class HareplApp(App[None]):
         if self._error_shown or self.status_line.startswith("connecting"):
             self._error_shown = False
             self.set_status(f"connected to {self.client.target}", "ok")
-        self.snapshot = result.snapshot
+        previous, self.snapshot = self.snapshot, result.snapshot
         self.events.add(result.events)
-        header.show(self.snapshot)
         assert self.snapshot is not None
+        if previous is not None:
+            self.events.observe(model.transitions(previous, self.snapshot), self.snapshot.wall_time_s)
+        header.show(self.snapshot)
         self._fill(self.nodes_table, model.node_rows(self.snapshot), state_columns=(1, 2))
         self._fill(self.services_table, model.service_rows(self.snapshot), state_columns=(2,))
         self._show_detail()
@@ -180,13 +183,24 @@ class HareplApp(App[None]):
     @staticmethod
     def _fill(table: DataTable[Any], rows: list[tuple[str, tuple[str, ...]]],
               state_columns: tuple[int, ...]) -> None:
-        """Replace the rows, keeping the cursor on the same key when it still exists."""
+        """Show `rows`: cells updated in place when the same rows are there (cursor and
+        scroll stay), else rebuilt with the cursor kept on the same key if it still exists."""
+        def cell(i: int, value: str) -> Text:
+            return Text(value, style=STYLE.get(model.state_class(value), "") if i in state_columns else "")
+
+        keys = [key for key, _ in rows]
+        if keys == [str(k.value) for k in table.rows]:
+            columns = [column.key for column in table.ordered_columns]
+            for key, cells in rows:
+                old = table.get_row(key)
+                for i, value in enumerate(cells):
+                    if str(getattr(old[i], "plain", old[i])) != value:
+                        table.update_cell(key, columns[i], cell(i, value))
+            return
         current = _row_key(table)
         table.clear()
         for key, cells in rows:
-            table.add_row(*[Text(c, style=STYLE.get(model.state_class(c), "") if i in state_columns else "")
-                            for i, c in enumerate(cells)], key=key)
-        keys = [key for key, _ in rows]
+            table.add_row(*[cell(i, c) for i, c in enumerate(cells)], key=key)
         if current in keys:
             table.move_cursor(row=keys.index(current), animate=False)
 
@@ -257,6 +271,17 @@ class HareplApp(App[None]):
             self.confirm(actions.set_state(sid, "started"))
         elif verb == "disable":
             self.confirm(actions.set_state(sid, "disabled"))
+        elif verb == "state":
+            res = self.snapshot.resource(sid) if self.snapshot else None
+            current = res.get("state") if res else None
+            choices = [(state, f"{state}{'  (current)' if state == current else ''}")
+                       for state in actions.REQUEST_STATES]
+
+            def chosen(state: str | None) -> None:
+                if state:
+                    self.confirm(actions.set_state(sid, state))
+
+            self.push_screen(PickScreen(f"Requested state of {sid}:", choices), chosen)
         elif verb == "stop":
             def timed(timeout_s: int | None) -> None:
                 if timeout_s is not None:

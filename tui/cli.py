@@ -25,8 +25,9 @@ def tui(api: str | None, interval_s: float) -> None:
     """Terminal UI: cluster, nodes and services, with Proxmox's HA actions.
 
     \b
-    Keys: m migrate, r relocate, e enable, d disable, s stop, x remove,
-    n node maintenance, Enter details, h history, g refresh, q quit.
+    Keys: m migrate, r relocate, e enable, d disable, t requested state,
+    s stop, x remove, n node maintenance, Enter details, h history,
+    g refresh, q quit.
     """
     target = api or os.environ.get("HAREPL_API") or DEFAULT_SOCKET
     try:

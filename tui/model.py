@@ -197,12 +197,47 @@ def event_summary(event: dict[str, Any]) -> str:
     detail = event_detail(event)
     if event.get("op") == "crm_command_enqueue" and "cmd" in detail:
         text = str(detail["cmd"])
+    elif event.get("op") == "observed":
+        text = str(detail.get("text", ""))
     else:
         text = " ".join(f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}"
                         if not isinstance(v, str) else f"{k}={v}" for k, v in detail.items())
     if not event.get("ok", True):
         text = f"REJECTED {text}"
     return " ".join(text.split())
+
+
+def transitions(old: Snapshot, new: Snapshot) -> list[tuple[str | None, str]]:
+    """What changed between two refreshes, as (sid or None, line) in Proxmox's log shapes.
+
+    The store's history has the commands; the CRM's state changes are inside its status
+    writes, so the TUI notes the ones it sees (at refresh granularity: a state held for
+    less than one refresh is missed).
+    """
+    out: list[tuple[str | None, str]] = []
+    if old.quorate != new.quorate:
+        out.append((None, f"quorum {'regained' if new.quorate else 'lost'} on node '{new.api_node}'"))
+    if old.master_node != new.master_node:
+        out.append((None, f"master changed from '{old.master_node}' to '{new.master_node}'"))
+    old_nodes = old.manager_status.get("node_status") or {}
+    for node, state in sorted((new.manager_status.get("node_status") or {}).items()):
+        before = old_nodes.get(node)
+        if before is not None and before != state:
+            out.append((None, f"node '{node}': state changed from '{before}' => '{state}'"))
+    old_services = old.manager_status.get("service_status") or {}
+    for sid, sd in sorted((new.manager_status.get("service_status") or {}).items()):
+        before = old_services.get(sid)
+        if before is None:
+            if old.resource(sid) is not None:
+                out.append((sid, f"service '{sid}': now managed, state '{sd.get('state')}' on '{sd.get('node')}'"))
+            continue
+        if before.get("state") != sd.get("state"):
+            out.append((sid, f"service '{sid}': state changed from '{before.get('state')}' to '{sd.get('state')}'"))
+        if before.get("node") != sd.get("node"):
+            out.append((sid, f"service '{sid}': node changed from '{before.get('node')}' to '{sd.get('node')}'"))
+    for sid in sorted({r.get("sid") for r in old.resources} - {r.get("sid") for r in new.resources}):
+        out.append((str(sid), f"service '{sid}': removed from the configuration"))
+    return out
 
 
 def event_mentions(event: dict[str, Any], sid: str) -> bool:
@@ -230,6 +265,22 @@ class EventLog:
     kept: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     last_seq: int | None = None
     status_writes: int = 0
+    version: int = 0            # grows on every change: views redraw only then
+    _observed: int = 0
+
+    def observe(self, lines: Iterable[tuple[str | None, str]], wall_time_s: float) -> int:
+        """Add transitions the TUI saw itself (op 'observed', no store seq)."""
+        added = 0
+        for sid, line in lines:
+            self._observed += 1
+            detail: dict[str, Any] = {"text": line}
+            if sid is not None:
+                detail["sid"] = sid
+            self.kept.append({"key": f"obs-{self._observed}", "seq": None, "ts": wall_time_s,
+                              "op": "observed", "ok": True, "detail": detail})
+            added += 1
+        self.version += added > 0
+        return added
 
     def add(self, events: Iterable[dict[str, Any]]) -> int:
         added = 0
@@ -241,8 +292,9 @@ class EventLog:
             if event.get("op") in STATUS_OPS and event.get("ok", True):
                 self.status_writes += 1
                 continue
-            self.kept.append(event)
+            self.kept.append({**event, "key": f"seq-{seq}"})
             added += 1
+        self.version += added > 0
         return added
 
     def for_service(self, sid: str, limit: int = 50) -> list[dict[str, Any]]:

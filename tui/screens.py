@@ -117,6 +117,7 @@ class ServiceScreen(Screen[None]):
         Binding("r", "act('relocate')", "Relocate"),
         Binding("e", "act('enable')", "Enable"),
         Binding("d", "act('disable')", "Disable"),
+        Binding("t", "act('state')", "Req. state"),
         Binding("s", "act('stop')", "Stop"),
         Binding("x,delete", "act('remove')", "Remove"),
     ]
@@ -151,6 +152,8 @@ class ServiceScreen(Screen[None]):
 class EventsScreen(Screen[None]):
     """The store's history since the TUI started (plus the page before it), newest first."""
 
+    _drawn_version = -1
+
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("g,f5", "app.refresh", "Refresh")]
 
     @property
@@ -172,18 +175,22 @@ class EventsScreen(Screen[None]):
 
     def refresh_view(self) -> None:
         log = self.happ.events
-        table: DataTable[Any] = self.query_one(DataTable)
-        shown = {str(key.value) for key in table.rows}
-        kept = {str(e.get("seq")) for e in log.kept}
-        for gone in shown - kept:   # fell out of the bounded log
-            table.remove_row(gone)
-        new = [e for e in log.kept if str(e.get("seq")) not in shown]
-        for event in new:   # oldest first, each put on top: newest first
-            style = "" if event.get("ok", True) else "bold red"
-            cells = (str(event.get("seq")), model.format_clock(event.get("ts")), str(event.get("op")),
-                     model.event_summary(event))
-            table.add_row(*[Text(c, style=style) for c in cells], key=str(event.get("seq")))
-        if new:
-            table.sort(table.ordered_columns[0].key, key=lambda seq: -int(seq.plain), reverse=False)
         self.query_one("#events-title", Label).update(
-            f"History: {len(log.kept)} events shown, {log.status_writes} routine status writes hidden")
+            f"History: {len(log.kept)} events (store commands, and state changes this TUI saw), "
+            f"{log.status_writes} routine status writes hidden")
+        if log.version == self._drawn_version:
+            return
+        self._drawn_version = log.version
+        table: DataTable[Any] = self.query_one(DataTable)
+        current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
+        table.clear()
+        for event in reversed(log.kept):    # newest first
+            style = "" if event.get("ok", True) else "bold red"
+            if event.get("op") == "observed":
+                style = "italic"
+            seq = event.get("seq")
+            cells = ("-" if seq is None else str(seq), model.format_clock(event.get("ts")), str(event.get("op")),
+                     model.event_summary(event))
+            table.add_row(*[Text(c, style=style) for c in cells], key=str(event["key"]))
+        if current is not None and current in {str(e["key"]) for e in log.kept}:
+            table.move_cursor(row=table.get_row_index(current), animate=False)

@@ -289,3 +289,45 @@ def test_periodic_refresh_picks_up_changes(api: LocalApi, client: ApiClient) -> 
             assert rows(app, "services")["exec:new"] == ["exec:new", "node3", "queued", "stopped", "-"]
 
     run(go())
+
+
+def test_requested_state_picker(api: LocalApi, client: ApiClient) -> None:
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            select_service(app, "exec:web")
+            await pilot.press("t")
+            picker = app.screen
+            assert isinstance(picker, PickScreen)
+            assert picker.choices[0] == ("started", "started  (current)")
+            await pilot.press("down", "down", "down", "enter", "y")     # ignored
+            await settle(pilot)
+            assert client.get("/resources/exec:web")["state"] == "ignored"
+
+    run(go())
+
+
+def test_history_notes_the_state_changes_it_sees(api: LocalApi) -> None:
+    """The CRM's transitions live in its status writes; the TUI logs the ones it sees."""
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            write_cluster(api, {"exec:web": {"state": "migrate", "node": "node2", "target": "node3", "uid": "u3"},
+                                "exec:db": {"state": "started", "node": "node1", "uid": "u2", "running": 1}},
+                          node_status={"node1": "online", "node2": "online", "node3": "unknown"})
+            await pilot.press("g")
+            await settle(pilot)
+            assert rows(app, "services")["exec:web"][2] == "migrate to node3"
+            select_service(app, "exec:web")
+            await pilot.press("h")
+            table: DataTable[Any] = app.screen.query_one(DataTable)
+            lines = [str(table.get_row_at(i)[3]) for i in range(table.row_count)
+                     if str(table.get_row_at(i)[2]) == "observed"]
+            assert lines == ["service 'exec:web': state changed from 'started' to 'migrate'",
+                             "node 'node3': state changed from 'online' => 'unknown'"]
+            await pilot.press("escape", "enter")
+            assert "state changed from 'started' to 'migrate'" in app.screen.query_one(ServiceDetail).plain
+
+    run(go())

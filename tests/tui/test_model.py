@@ -82,3 +82,24 @@ def test_cli_entry() -> None:
         result = runner.invoke(cli, args, env=env)
         assert result.exit_code == 2, (args, result.output)
         assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_transitions() -> None:
+    old = snap()
+    new = snap(manager_status={"master_node": "n2", "node_status": {"n1": "unknown", "n2": "fence"},
+                               "service_status": {"vm:100": {"state": "started", "node": "n3"},
+                                                  "ct:101": {"state": "stopped", "node": "n1"}}})
+    new = model.Snapshot(new.status, new.manager, new.nodes, new.resources[:1], new.wall_time_s)
+    assert model.transitions(old, new) == [
+        (None, "master changed from 'n1' to 'n2'"),
+        (None, "node 'n1': state changed from 'online' => 'unknown'"),
+        ("ct:101", "service 'ct:101': now managed, state 'stopped' on 'n1'"),
+        ("vm:100", "service 'vm:100': state changed from 'migrate' to 'started'"),
+        ("vm:100", "service 'vm:100': node changed from 'n2' to 'n3'"),
+        ("ct:101", "service 'ct:101': removed from the configuration")]
+    assert model.transitions(old, old) == []
+    log = model.EventLog()
+    assert log.observe(model.transitions(old, new), 5.0) == 6 and log.version == 1
+    assert [e["detail"]["text"] for e in log.for_service("vm:100")] == [
+        "service 'vm:100': state changed from 'migrate' to 'started'",
+        "service 'vm:100': node changed from 'n2' to 'n3'"]
