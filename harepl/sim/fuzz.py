@@ -12,8 +12,9 @@ two nodes running one service, no recovery before the node's lease was taken, at
 master per quorate partition. On top of that, this module checks independently, from the
 log alone:
   - safety: no service is reported running on two nodes at once (LRM start/stop lines,
-    migrations and power-offs), and no service is recovered from a node whose lock the CRM
-    has not taken since that node's LRM last held it;
+    migrations and power-offs), no service is recovered from a node whose lock the CRM
+    has not taken since that node's LRM last held it, and at most one node believes it is
+    CRM master inside the quorate partition;
   - liveness: after the healing batch, every service whose requested state is `started`
     ends in the CRM state `started` on an online node and is running there.
 
@@ -28,6 +29,7 @@ import random
 import re
 import shutil
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ import click
 # Quiet batches after healing: each batch is one command period of the simulator; Proxmox's
 # timings need ~4 periods to fence a node and recover its services.
 HEAL_QUIET_BATCHES = 6
+# Quiet batches before healing, so that a shutdown or reboot started by the last random
+# batch has ended under every timing profile (pve: ~45 s of a 100 s batch).
+SETTLE_BATCHES = 3
 SERVICE_TYPES = ("vm", "ct")
 
 
@@ -97,6 +102,9 @@ def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = N
                 batch.append(cmd)
         cmdlist.append(batch or ["delay 0"])
 
+    # Let shutdowns and reboots still in flight finish first: a power-on of a node that is
+    # still shutting down hits a known simulator defect (power-on-during-shutdown).
+    cmdlist += [["delay 0"]] * SETTLE_BATCHES
     # Heal every fault, then give the cluster time to converge.
     heal: list[str] = []
     for n in names:
@@ -175,12 +183,59 @@ _AGENT_LOCK = re.compile(r"\s(?P<node>\S+)/lrm: got lock 'ha_agent_(?P=node)_loc
 _RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
 
 
-def log_safety_violations(log: str) -> list[str]:
-    """Safety problems visible in the log alone (independent of the simulator's checker)."""
+_POWER = re.compile(r"execute power (?P<node>\S+) (?P<how>on|off)$")
+_NETWORK = re.compile(r"execute network (?P<node>\S+) (?P<how>on|off)$")
+_MASTER_IN = re.compile(r"\s(?P<node>\S+)/crm: status change \S+ => master$")
+_MASTER_OUT = re.compile(r"\s(?P<node>\S+)/crm: (?:status change master => \S+|killed by poweroff|exit \(loop end\))$")
+
+
+class _Masters:
+    """Who believes it is CRM master, and who is in the quorate partition, from the log.
+
+    The simulated cluster has one partition: the nodes powered on with their network on
+    (`power on` also connects a node); it is quorate with a strict majority of all nodes.
+    """
+
+    def __init__(self, nodes: list[str]) -> None:
+        self.nodes = nodes
+        self.power: dict[str, bool] = {}
+        self.network: dict[str, bool] = {}
+        self.masters: set[str] = set()
+
+    def see(self, line: str) -> str | None:
+        if m := _POWER.search(line):
+            self.power[m["node"]] = self.network[m["node"]] = m["how"] == "on"
+        elif (m := _POWER_OFF.search(line)) and (dead := m["a"] or m["b"]):
+            self.power[dead] = self.network[dead] = False
+            self.masters.discard(dead)
+        elif m := _NETWORK.search(line):
+            self.network[m["node"]] = m["how"] == "on"
+        elif m := _MASTER_IN.search(line):
+            self.masters.add(m["node"])
+        elif m := _MASTER_OUT.search(line):
+            self.masters.discard(m["node"])
+        online = {n for n in self.nodes if self.power.get(n) and self.network.get(n)}
+        if len(online) * 2 > len(self.nodes) and len(self.masters & online) > 1:
+            return f"two masters in the quorate partition: {', '.join(sorted(self.masters & online))}"
+        return None
+
+
+def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]:
+    """Safety problems visible in the log alone (independent of the simulator's checker).
+
+    With `nodes` (the cluster's node names), also: at most one master per quorate partition.
+    """
     running: dict[str, set[str]] = {}
     fenced_since_lrm_lock: dict[str, bool] = {}
+    masters = _Masters(nodes) if nodes else None
+    powered: dict[str, bool] = {}
     problems: list[str] = []
     for number, line in enumerate(log.splitlines(), 1):
+        if m := _POWER.search(line):
+            powered[m["node"]] = m["how"] == "on"
+        if masters and (two := masters.see(line)):
+            problems.append(f"line {number}: {two}: {line.strip()}")
+            masters.masters.clear()  # report once
         if m := _STARTED.search(line):
             running.setdefault(m["sid"], set()).add(m["node"])
         elif m := _STOPPED.search(line):
@@ -188,10 +243,11 @@ def log_safety_violations(log: str) -> list[str]:
         elif m := _MOVED.search(line):
             nodes = running.setdefault(m["sid"], set())
             nodes.discard(m["node"])
-            if m["how"] == "migrate":  # live migration: it now runs on the target
-                nodes.add(m["to"])
+            if m["how"] == "migrate" and powered.get(m["to"], True):
+                nodes.add(m["to"])  # live migration: it now runs on the target (if that is up)
         elif m := _POWER_OFF.search(line):
             dead = m["a"] or m["b"]
+            powered[dead] = False
             for nodes in running.values():
                 nodes.discard(dead)
         elif m := _FENCE_ACK.search(line):
@@ -237,7 +293,16 @@ def _shutdown_never_ends(log: str) -> bool:
     return bool(pending)
 
 
+def _watchdog_expired_crash(log: str) -> bool:
+    return "RuntimeError: watchdog expired" in log
+
+
 KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
+    "watchdog-expired-crash": (
+        "core: under the default/fast profiles the simulator raises RuntimeError('watchdog "
+        "expired') from Hardware.watchdog_update (a watchdog fed after it should have fired) "
+        "instead of powering the node off; no log, no exit code 0/2/3",
+        _watchdog_expired_crash),
     "stale-node-lease": (
         "core: after the CRM took a node's lock while fencing it, that node's LRM, once back, "
         "never gets its lease again ('node lease epoch N ... is not current' every round) and "
@@ -275,14 +340,22 @@ class FuzzResult:
 
     @property
     def known(self) -> str | None:
-        """The known defect a liveness failure is explained by (safety failures never are)."""
-        if self.ok or self.exit_code != 0 or any(not p.startswith("liveness:") for p in self.problems):
+        """The known defect a liveness failure or crash is explained by (safety failures never are)."""
+        explainable = ("liveness:", "simulator crashed:")
+        if self.ok or self.exit_code not in (0, CRASHED) or not all(p.startswith(explainable) for p in self.problems):
             return None
         return known_defect(self.log)
 
 
-def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = None) -> int:
-    """Run `harepl sim run` in this process (no interpreter start-up per seed)."""
+CRASHED = -1  # exit code we record when the simulator raised instead of exiting
+
+
+def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = None) -> tuple[int, str]:
+    """Run `harepl sim run` in this process (no interpreter start-up per seed).
+
+    Returns (exit code, what it printed); a simulator that raises is a failure of that seed
+    (code CRASHED, the traceback as the text), not the end of the whole campaign.
+    """
     from harepl.cli.main import cli  # the simulator's own command line, not a copy of it
 
     args = ["sim", "run", str(folder), "--log", str(log), "--status-json", str(status)]
@@ -295,8 +368,10 @@ def run_in_process(folder: Path, log: Path, status: Path, profile: str | None = 
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except click.ClickException as exc:
-        return exc.exit_code
-    return int(code or 0)
+        return exc.exit_code, exc.format_message()
+    except Exception:  # noqa: BLE001 - any crash of the simulator is this seed's finding
+        return CRASHED, traceback.format_exc()
+    return int(code or 0), sink.getvalue()
 
 
 def liveness_problems(case: FuzzCase, status: dict[str, object]) -> list[str]:
@@ -358,15 +433,19 @@ def run_seed(seed: int, nodes: int = 3, steps: int = 8, profile: str | None = No
         folder = Path(tmp) / f"fuzz-seed-{seed}"
         case.write(folder)
         log, status = Path(tmp) / "sim.log", Path(tmp) / "status.json"
-        code = run_in_process(folder, log, status, profile)
+        code, said = run_in_process(folder, log, status, profile)
         text = log.read_text(errors="replace") if log.exists() else ""
         problems: list[str] = []
-        if code not in (0, 3):
+        if code == CRASHED:
+            last = said.strip().splitlines()[-1] if said.strip() else "?"
+            problems.append(f"simulator crashed: {last}")
+            text = text or said
+        elif code not in (0, 3):
             problems.append(f"simulator exit {code} (not a clean run, not an invariant report)")
         if code == 3:
             broke = [line for line in text.splitlines() if "invariant" in line.lower()]
             problems.append("simulator invariant broken: " + (broke[-1].strip() if broke else "see log"))
-        problems += log_safety_violations(text)
+        problems += log_safety_violations(text, case.nodes)
         if code == 0:
             if status.exists():
                 problems += liveness_problems(case, json.loads(status.read_text()))

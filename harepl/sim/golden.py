@@ -191,6 +191,10 @@ def check_scenario(scenario: Path, rewrite: bool = False, timeout_s: float = DEF
     """
     run = run_simulator(scenario, timeout_s=timeout_s)
     name = scenario.name
+    defect_file = scenario / KNOWN_DEFECT_NAME
+    if (run.log is None or run.exit_code != 0) and defect_file.is_file():
+        return Verdict(scenario, False, f"simulator exit {run.exit_code}: {_tail(run.stderr)}",
+                       known_defect=defect_file.read_text().strip())
     if run.log is None:
         return Verdict(scenario, False, f"simulator exit {run.exit_code}, no log written: {_tail(run.stderr)}")
     if run.exit_code != 0:
@@ -199,7 +203,6 @@ def check_scenario(scenario: Path, rewrite: bool = False, timeout_s: float = DEF
                        + _tail(run.log, 15))
     claims_file = scenario / CLAIMS_NAME
     problems = check_claims(run.log, claims_file.read_text()) if claims_file.is_file() else []
-    defect_file = scenario / KNOWN_DEFECT_NAME
     if defect_file.is_file():
         if problems:
             return Verdict(scenario, False, "the log contradicts the scenario's claims:\n  " + "\n  ".join(problems),

@@ -23,6 +23,7 @@ def test_generation_is_deterministic_and_heals_everything() -> None:
     assert a == b
     assert generate(43, nodes=4) != a
     heal = a.cmdlist[-1 - 6]
+    assert a.cmdlist[-1 - 6 - 3:-1 - 6] == [["delay 0"]] * 3  # in-flight shutdowns end first
     for node in a.nodes:
         assert f"power {node} on" in heal and f"network {node} on" in heal
 
@@ -37,6 +38,19 @@ def test_log_checker_sees_a_service_running_twice_and_an_early_recovery() -> Non
     assert len(problems) == 2
     assert "vm:101 running on node1, node2 at once" in problems[0]
     assert "vm:102 recovered from node3 before its lock was taken" in problems[1]
+
+
+def test_log_checker_sees_two_masters_in_the_quorate_partition_only() -> None:
+    nodes = ["node1", "node2", "node3"]
+    boot = [f"info 1 cmdlist: execute power {n} on" for n in nodes]
+    two = boot + ["info 2 node1/crm: status change wait_for_quorum => master",
+                  "info 3 node2/crm: status change slave => master"]
+    assert "two masters in the quorate partition: node1, node2" in log_safety_violations("\n".join(two), nodes)[0]
+    # a deposed master cut off from the others is not in the quorate partition
+    cut = boot + ["info 2 node1/crm: status change wait_for_quorum => master",
+                  "info 3 cmdlist: execute network node1 off",
+                  "info 4 node2/crm: status change slave => master"]
+    assert log_safety_violations("\n".join(cut), nodes) == []
 
 
 def test_log_checker_accepts_poweroff_then_recovery() -> None:
@@ -60,7 +74,8 @@ def test_known_defect_signatures_are_specific() -> None:
     assert known_defect(hung) == "shutdown-never-ends"
     assert known_defect(hung + "\ninfo 2 node4/lrm: exit (loop end)") is None
     assert known_defect("info 1 node1/lrm: service status vm:101 started") is None
-    assert set(KNOWN_DEFECTS) == {"stale-node-lease", "shutdown-never-ends"}
+    assert known_defect("Traceback ...\nRuntimeError: watchdog expired") == "watchdog-expired-crash"
+    assert set(KNOWN_DEFECTS) == {"stale-node-lease", "shutdown-never-ends", "watchdog-expired-crash"}
 
 
 @pytest.mark.timeout(900)

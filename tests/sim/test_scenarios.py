@@ -70,7 +70,8 @@ SEED_COVERAGE: dict[str, list[str]] = {
     "SHUTDOWN POLICY: failover": ["shutdown-policy-failover"],
     "SHUTDOWN POLICY: migrate": ["shutdown-policy-migrate"],
     "LRM restart -> freeze": ["lrm-restart-freeze", "lrm-restart-during-relocate"],
-    "TIMING PROFILES: default and fast": ["profile-default-failover", "profile-fast-failover"],
+    "TIMING PROFILES: default and fast": ["profile-default-failover", "profile-fast-failover",
+                                         "profile-default-power-loss-during-shutdown"],
 }
 
 
