@@ -3,8 +3,9 @@
 For each seed a random but reproducible scenario is generated in Proxmox's folder format:
 a cluster of K nodes with a few services, then a sequence of command batches mixing faults
 (power, network, reboot, shutdown, restart-lrm, crm stop/start, node maintenance) with
-service commands (started, stopped, disabled, migrate, relocate, stop), then a healing
-batch that powers every node on, reconnects it and restarts its CRM, and some quiet time.
+service commands (started, stopped, disabled, migrate, relocate, stop), then quiet time
+for shutdowns in flight to end, a healing batch that powers every node on, reconnects it,
+restarts its CRM and ends node maintenance, and more quiet time.
 
 The scenario is run by the real simulator (the real CRM and LRM roles on a virtual clock),
 which checks its invariants after every simulated step and exits 3 when one breaks: never
@@ -152,6 +153,9 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
     if kind == "crm":
         if not model.power[node] or node in model.down_soon:
             return None
+        # a `crm start` in the batch of its `crm stop` comes while the CRM is still running
+        # and is ignored: one CRM command per node and batch keeps the model right
+        model.down_soon.add(node)
         model.crm[node] = not model.crm[node]
         return f"crm {node} {'start' if model.crm[node] else 'stop'}"
     if kind == "maintenance":
@@ -228,11 +232,8 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
     running: dict[str, set[str]] = {}
     fenced_since_lrm_lock: dict[str, bool] = {}
     masters = _Masters(nodes) if nodes else None
-    powered: dict[str, bool] = {}
     problems: list[str] = []
     for number, line in enumerate(log.splitlines(), 1):
-        if m := _POWER.search(line):
-            powered[m["node"]] = m["how"] == "on"
         if masters and (two := masters.see(line)):
             problems.append(f"line {number}: {two}: {line.strip()}")
             masters.masters.clear()  # report once
@@ -243,11 +244,12 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
         elif m := _MOVED.search(line):
             nodes = running.setdefault(m["sid"], set())
             nodes.discard(m["node"])
-            if m["how"] == "migrate" and powered.get(m["to"], True):
-                nodes.add(m["to"])  # live migration: it now runs on the target (if that is up)
+            # Like the simulator's resources (and Proxmox's), a moved service runs nowhere
+            # until the target's LRM logs its start: the target is not added here. (A real
+            # live migration runs on the target at once; see the scenarios helper's report
+            # on migrations to a node whose LRM holds no lease.)
         elif m := _POWER_OFF.search(line):
             dead = m["a"] or m["b"]
-            powered[dead] = False
             for nodes in running.values():
                 nodes.discard(dead)
         elif m := _FENCE_ACK.search(line):
@@ -293,11 +295,45 @@ def _shutdown_never_ends(log: str) -> bool:
     return bool(pending)
 
 
+_CRM_UP = re.compile(r"\s(?P<node>\S+)/crm: status change startup => ")
+_CRM_DOWN = re.compile(r"\s(?P<node>\S+)/crm: (?:exit \(loop end\)|killed by poweroff)")
+_CRM_STOP_BY_SHUTDOWN = re.compile(r"(?:shutdown|reboot): execute crm (?P<node>\S+) stop")
+
+
+def _shutdown_power_defects(log: str) -> bool:
+    """`power X on` while X is on and shutting down, or a shutdown of X whose CRM was stopped:
+    either way X never powers off (scenarios power-on-during-shutdown, shutdown-with-crm-stopped)."""
+    shutting: set[str] = set()
+    crm_up: set[str] = set()
+    for line in log.splitlines():
+        if m := _SHUTDOWN_REQ.search(line):
+            shutting.add(m["node"])
+        elif (m := _POWER.search(line)) and m["how"] == "on" and m["node"] in shutting:
+            return True
+        elif m := _POWER_OFF.search(line):
+            shutting.discard(m["a"] or m["b"])
+        elif m := _CRM_STOP_BY_SHUTDOWN.search(line):
+            if m["node"] not in crm_up:
+                return True
+        elif m := _CRM_UP.search(line):
+            crm_up.add(m["node"])
+        elif m := _CRM_DOWN.search(line):
+            crm_up.discard(m["node"])
+    return False
+
+
 def _watchdog_expired_crash(log: str) -> bool:
     return "RuntimeError: watchdog expired" in log
 
 
 KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
+    "shutdown-never-powers-off": (
+        "core (sim hardware): 'power X on' while X is on and shutting down clears the "
+        "shutdown, and a shutdown of a node whose CRM is stopped waits for a CRM exit that "
+        "never comes; X stays on without LRM, its services 'started' but stopped. The "
+        "generator avoids the plain cases; these are the ones it cannot foresee (a shutdown "
+        "stuck without quorum, a CRM start ignored)",
+        _shutdown_power_defects),
     "watchdog-expired-crash": (
         "core: under the default/fast profiles the simulator raises RuntimeError('watchdog "
         "expired') from Hardware.watchdog_update (a watchdog fed after it should have fired) "
@@ -408,20 +444,14 @@ def liveness_problems(case: FuzzCase, status: dict[str, object]) -> list[str]:
 
 
 def _running_by_node(status: dict[str, object]) -> dict[str, set[str]] | None:
-    """sid -> nodes where the simulated resource runs, if the status says so."""
+    """sid -> nodes where the simulated resource runs (the status's `running`: node -> sids)."""
     raw = status.get("running")
     if not isinstance(raw, dict):
         return None
     out: dict[str, set[str]] = {}
-    for key, value in raw.items():
-        # either {node: [sid, ...]} or {sid: node | [node, ...]}
-        if isinstance(value, list) and all(isinstance(v, str) and ":" in v for v in value):
-            for sid in value:
-                out.setdefault(sid, set()).add(key)
-        elif isinstance(value, str):
-            out.setdefault(key, set()).add(value)
-        elif isinstance(value, list):
-            out.setdefault(key, set()).update(value)
+    for node, sids in raw.items():
+        for sid in sids:
+            out.setdefault(sid, set()).add(node)
     return out
 
 

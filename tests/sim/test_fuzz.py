@@ -16,6 +16,7 @@ from harepl.sim.fuzz import KNOWN_DEFECTS, generate, known_defect, log_safety_vi
 
 SEEDS_3_NODES = range(0, 200)
 SEEDS_5_NODES = range(1000, 1060)
+SEEDS_FAST = range(2000, 2080)  # harepl's own 'fast' timing profile: other interleavings
 
 
 def test_generation_is_deterministic_and_heals_everything() -> None:
@@ -75,16 +76,31 @@ def test_known_defect_signatures_are_specific() -> None:
     assert known_defect(hung + "\ninfo 2 node4/lrm: exit (loop end)") is None
     assert known_defect("info 1 node1/lrm: service status vm:101 started") is None
     assert known_defect("Traceback ...\nRuntimeError: watchdog expired") == "watchdog-expired-crash"
-    assert set(KNOWN_DEFECTS) == {"stale-node-lease", "shutdown-never-ends", "watchdog-expired-crash"}
+    power_on_while_shutting = "\n".join([
+        "info 1 node1/lrm: got shutdown request with shutdown policy 'conditional'",
+        "info 2 cmdlist: execute power node1 on"])
+    assert known_defect(power_on_while_shutting) == "shutdown-never-powers-off"
+    crm_already_stopped = "\n".join([
+        "info 1 node1/crm: status change startup => wait_for_quorum",
+        "info 2 node1/crm: exit (loop end)",
+        "info 3 node1/lrm: got shutdown request with shutdown policy 'conditional'",
+        "info 4 node1/lrm: exit (loop end)",
+        "info 4 shutdown: execute crm node1 stop"])
+    assert known_defect(crm_already_stopped) == "shutdown-never-powers-off"
+    assert set(KNOWN_DEFECTS) == {"shutdown-never-powers-off", "watchdog-expired-crash", "stale-node-lease",
+                                  "shutdown-never-ends"}
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(("seeds", "nodes"), [(SEEDS_3_NODES, 3), (SEEDS_5_NODES, 5)], ids=["3-nodes", "5-nodes"])
-def test_random_faults_never_break_safety_and_always_heal(seeds: range, nodes: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("seeds", "nodes", "profile"),
+                         [(SEEDS_3_NODES, 3, None), (SEEDS_5_NODES, 5, None), (SEEDS_FAST, 3, "fast")],
+                         ids=["3-nodes", "5-nodes", "3-nodes-fast"])
+def test_random_faults_never_break_safety_and_always_heal(seeds: range, nodes: int, profile: str | None,
+                                                          tmp_path: Path) -> None:
     failures: list[str] = []
     known: dict[str, list[int]] = {}
     for seed in seeds:
-        result = run_seed(seed, nodes=nodes, keep=tmp_path)
+        result = run_seed(seed, nodes=nodes, profile=profile, keep=tmp_path)
         if result.ok:
             continue
         if result.known:  # a liveness failure with the signature of a reported defect
