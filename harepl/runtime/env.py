@@ -48,6 +48,9 @@ from harepl.store import reads
 from harepl.store.client import Client, Rejected
 from harepl.store.leases import HolderLease, LeaseJudge
 
+# jobs the LRM may hand to the runner at once (the runner runs `max_workers` of them)
+RUNNER_QUEUE_LIMIT = 10_000
+
 
 class NodeContext:
     """What the CRM and LRM of one node share. Thread-safe where the roles meet."""
@@ -421,7 +424,12 @@ class RuntimeEnv:
 
     # --- resource actions (LRM only) ------------------------------------------------------------
     def get_max_workers(self) -> int:
-        return self.ctx.timing.max_workers
+        # The agents' ActionRunner enforces `max_workers` concurrent actions and queues the
+        # rest fairly (first come, first run). The roles' LRM makes one pass per loop and
+        # re-queues waiting jobs with start_tries=0 every loop, so with its own limit the
+        # same few services win every pass and others starve (measured: 20 services, 4
+        # workers, a new service waited 9 s). So the LRM may hand over every job at once.
+        return RUNNER_QUEUE_LIMIT
 
     def resource_agent(self, sid: str) -> ResourceAgent | None:
         return self.ctx.agents.resource_agent(sid, self)
