@@ -37,14 +37,19 @@ class AgentHost:
         self.ctx = AgentContext(node=node, run_dir=run_dir)
         self.log = log
         self.metrics = metrics
-        self.runner = ActionRunner(max_workers=max_workers)
+        self.runner = ActionRunner(max_workers=max_workers, on_result=self._runner_result)
         self.workers = RunnerWorkers(self.runner)
         self.monitor = ServiceMonitor(self.runner, interval_s=monitor_interval_s)
         self._lock = threading.Lock()
         self.deaths: list[ActionResult] = []
         self.shutdown_flags = (False, False)
         self.env: RuntimeEnv | None = None  # set by the daemon (the LRM's env)
+        self.on_worker_done: Any = None  # (sid, exit_code) -> None, set by the daemon
         self.plugin = AgentPlugin(self.ctx, self._config, self._move, log=log, on_result=self._on_result)
+
+    def _runner_result(self, res: ActionResult) -> None:
+        if res.action == "worker" and self.on_worker_done is not None:
+            self.on_worker_done(res.sid, res.exit_code)
 
     # --- wiring -------------------------------------------------------------------------
     def _config(self, sid: str) -> dict[str, Any] | None:

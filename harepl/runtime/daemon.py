@@ -86,11 +86,13 @@ class WatchdogDoor:
 
 
 def _loop(name: str, stop: threading.Event, log: RoleLog, period_s: float,
-          iteration: Any, after: Any = None) -> None:
-    """Run a role: its iterations sleep themselves; we only enforce a minimum period
-    (a slave CRM's iteration does not sleep) and keep the thread alive across bugs."""
+          iteration: Any, after: Any = None, env: RuntimeEnv | None = None) -> None:
+    """Run a role: its iterations sleep themselves (woken early by changes they act on);
+    an iteration that did not sleep (a slave CRM's) is followed by a sleep of the rest of
+    the period. The thread stays alive across bugs."""
     while not stop.is_set():
         t0 = time.monotonic()
+        slept_before = env.sleeps if env is not None else 0
         try:
             if not iteration():
                 return
@@ -100,8 +102,10 @@ def _loop(name: str, stop: threading.Event, log: RoleLog, period_s: float,
             log("err", f"{name} iteration failed: {type(exc).__name__}: {exc}")
             traceback.print_exc()
         rest = t0 + period_s - time.monotonic()
-        if rest > 0:
-            stop.wait(rest)
+        if env is not None and env.sleeps != slept_before:
+            continue  # the role slept (or was woken on purpose)
+        if rest > 0 and not stop.is_set():
+            (env.sleep if env is not None else stop.wait)(rest)
 
 
 def stop_all(agents: list[Agent], host: AgentHost, deadline: float) -> tuple[list[str], list[str]]:
@@ -157,6 +161,7 @@ class NodeDaemon:
         self.crm_env = RuntimeEnv(self.ctx, "crm", self.log.for_role("crm"))
         self.lrm_env = RuntimeEnv(self.ctx, "lrm", lrm_log)
         self.agents.env = self.lrm_env
+        self.agents.on_worker_done = self.ctx.worker_done
         # Fencing waits for the node lease anyway (lease_timeout_s on our clock); marking a
         # node's services 'fence' earlier than that gains nothing and only makes a short
         # hiccup costlier, so the fence delay ends about when the lease can expire.
@@ -276,18 +281,20 @@ class NodeDaemon:
         crm_log, lrm_log = self.log.for_role("crm"), self.log.for_role("lrm")
         self.threads = [
             threading.Thread(target=self.ctx.run_lease_keeper, args=(lrm_log,), name="lease", daemon=True),
+            threading.Thread(target=self.ctx.run_watcher, name="watch", daemon=True),
             threading.Thread(target=_loop, name="crm", daemon=True,
                              args=("crm", self.roles_stop, crm_log, t.loop_s, self.crm.do_one_iteration,
-                                   self.after_crm)),
+                                   self.after_crm, self.crm_env)),
             threading.Thread(target=_loop, name="lrm", daemon=True,
                              args=("lrm", self.roles_stop, lrm_log, t.loop_s, self.lrm.do_one_iteration,
-                                   self.after_lrm)),
+                                   self.after_lrm, self.lrm_env)),
         ]
         for th in self.threads:
             th.start()
 
     def request_stop(self) -> None:
         self.stop_event.set()
+        self.ctx.wake_all()
 
     def wait(self) -> None:
         while not self.stop_event.is_set():
@@ -303,8 +310,10 @@ class NodeDaemon:
         self.crm.shutdown()
         deadline = time.monotonic() + self.cfg.timing.lease_timeout_s
         for th in self.threads:
-            th.join(max(0.0, deadline - time.monotonic()))
+            if th.name in ("crm", "lrm"):
+                th.join(max(0.0, deadline - time.monotonic()))
         self.roles_stop.set()
+        self.ctx.wake_all()
         for th in self.threads:
             th.join(2.0)
         self.api.close()

@@ -20,6 +20,7 @@ The wall clock appears only in `timestamp` fields of statuses, which are for hum
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,6 +48,11 @@ from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client, Rejected
 from harepl.store.leases import HolderLease, LeaseJudge
+
+# service states in which the CRM master waits for an LRM's result to move on
+WAITING_STATES = ("migrate", "relocate", "request_stop")
+# how often the watcher looks at the replica for changes that should wake a role
+WATCH_PERIOD_S = 0.05
 
 # jobs the LRM may hand to the runner at once (the runner runs `max_workers` of them)
 RUNNER_QUEUE_LIMIT = 10_000
@@ -79,6 +85,61 @@ class NodeContext:
         self.node_lease = HolderLease(t.lease_local_s)
         self.holds_node_lease = False
         self.quorate_cache = False
+        # wake-ups: a role sleeping out its loop is woken when something it acts on changed
+        # (a transition for this node, a CRM command, an LRM result the master waits for),
+        # so a planned move costs a few commits rather than a few loops
+        self.wake = {"crm": threading.Event(), "lrm": threading.Event()}
+        self._ms_body: str | None = None
+        self._lrm_bodies: dict[str, str] = {}
+        self._ncmds = 0
+        self.my_view: dict[str, tuple[Any, Any, Any]] = {}
+        self._waiting_uids: set[str] = set()
+
+    # --- wake-ups -------------------------------------------------------------------------
+    def run_watcher(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._watch_once()
+            except Exception:  # noqa: BLE001 - a failed look is retried next period
+                pass
+            self.stop_event.wait(WATCH_PERIOD_S)
+
+    def _watch_once(self) -> None:
+        def query(conn: Any) -> tuple[Any, Any, int]:
+            ms = conn.execute("SELECT body FROM manager_status WHERE id = 1").fetchone()
+            lrm = conn.execute("SELECT node, body FROM lrm_status").fetchall()
+            ncmds = conn.execute("SELECT count(*) FROM crm_commands").fetchone()[0]
+            return (ms[0] if ms else None), lrm, int(ncmds)
+
+        ms_body, lrm_rows, ncmds = self.client.read(query, linearizable=False)
+        if ms_body != self._ms_body:
+            self._ms_body = ms_body
+            ss = json.loads(ms_body).get("service_status", {}) if ms_body else {}
+            view = {sid: (sd.get("state"), sd.get("node"), sd.get("target")) for sid, sd in ss.items()
+                    if self.node in (sd.get("node"), sd.get("target"))}
+            if view != self.my_view:
+                self.my_view = view
+                self.wake["lrm"].set()
+            self._waiting_uids = {sd["uid"] for sd in ss.values()
+                                  if sd.get("state") in WAITING_STATES and "uid" in sd}
+        if ncmds > self._ncmds:
+            self.wake["crm"].set()
+        self._ncmds = ncmds
+        for node, body in lrm_rows:
+            if body != self._lrm_bodies.get(node):
+                self._lrm_bodies[node] = body
+                if self._waiting_uids and set(json.loads(body).get("results", {})) & self._waiting_uids:
+                    self.wake["crm"].set()
+
+    def worker_done(self, sid: str, exit_code: int) -> None:
+        """A job finished: wake the LRM if it ends a transition (or failed)."""
+        state = self.my_view.get(sid, (None,))[0]
+        if exit_code != 0 or state != "started":
+            self.wake["lrm"].set()
+
+    def wake_all(self) -> None:
+        for ev in self.wake.values():
+            ev.set()
 
     # --- observations -----------------------------------------------------------------
     def observe(self) -> dict[str, dict[str, Any]]:
@@ -180,6 +241,8 @@ class RuntimeEnv:
         self.manager_lease = HolderLease(ctx.manager_timeout_s)
         self.holds_manager_lease = False
         self.on_transition = on_transition
+        self.sleeps = 0  # how often the role slept (the daemon's loop reads it)
+        self._last_wake = 0.0
 
     # --- identity, time, logging ---------------------------------------------------------
     def nodename(self) -> str:
@@ -189,8 +252,17 @@ class RuntimeEnv:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        # interruptible: a shutdown request wakes the role at once
-        self.ctx.stop_event.wait(max(0.0, seconds))
+        # interruptible: a change this role acts on (or a shutdown) wakes it early
+        self.sleeps += 1
+        ev = self.ctx.wake[self.role]
+        if ev.wait(max(0.0, seconds)):
+            ev.clear()
+            # let a burst of changes land together, and never run more than ten
+            # woken iterations per loop (a failing job must not make the LRM spin)
+            now = time.monotonic()
+            gap_s = max(0.01, self._last_wake + self.ctx.timing.loop_s / 10 - now)
+            time.sleep(gap_s)
+            self._last_wake = now + gap_s
 
     def sleep_until(self, t: float) -> None:
         self.sleep(t - time.monotonic())
