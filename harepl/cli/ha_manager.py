@@ -407,8 +407,10 @@ def rules_remove(rule: str) -> None:
 @click.option("--after", type=click.IntRange(min=0), default=None,
               help="Only events after this seq (default: the latest LIMIT).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--all", "show_all", is_flag=True,
+              help="Include the CRM's and LRMs' status writes (one per loop each).")
 @output_format_option
-def events(after: int | None, limit: int, output_format: str) -> None:
-    """Show the history of state transitions (oldest first)."""
-    data = _call("GET", "/events", after=after, limit=limit)
+def events(after: int | None, limit: int, show_all: bool, output_format: str) -> None:
+    """Show the cluster's history: changes, commands, leases, rejections (oldest first)."""
+    data = _call("GET", "/events", after=after, limit=limit, include_status=1 if show_all else 0)
     _emit(data, output_format, output.events_text(data) if output_format == "text" else None)

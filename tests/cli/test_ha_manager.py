@@ -151,8 +151,12 @@ def test_rules(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
 
 def test_events(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
     ha("add", "fa:7")
+    api.backend.write_lrm_status("node1", {"mode": "active", "state": "active", "results": {}})
+    assert "lrm_status_set" not in ha("events").output
+    assert "lrm_status_set" in ha("events", "--all").output
+    ha("add", "fa:8")
     lines = ha("events").output.splitlines()
-    assert lines[-1].split("\t")[2] == "resource_add" and "fa:7" in lines[-1]
+    assert lines[-1].split("\t")[2] == "resource_add" and "fa:8" in lines[-1]
     latest = json.loads(ha("events", "--output-format", "json", "--limit", "1").output)
     assert [e["op"] for e in latest] == ["resource_add"]
     first = json.loads(ha("events", "--output-format", "json", "--after", "0", "--limit", "1").output)

@@ -476,3 +476,22 @@ def test_concurrent_clients(api: LocalApi) -> None:
     assert errors == []
     assert sorted(api.backend.read_state().resources) == sorted(f"fa:{n * 10 + i}" for n in range(1, 7)
                                                                 for i in range(5))
+
+
+def test_events_without_status_writes(api: LocalApi, client: ApiClient) -> None:
+    client.post("/resources", {"sid": "fa:1"})
+    for _ in range(3):
+        api.backend.write_manager_status("node1", {"master_node": "node1", "node_status": {}, "service_status": {}})
+    client.post("/resources", {"sid": "fa:2"})
+    api.backend.write_lrm_status("node2", {"mode": "active", "state": "active", "results": {}})
+    everything = client.get("/events", limit=1000)
+    assert sum(e["op"] == "manager_status_set" for e in everything) == 3
+    quiet = client.get("/events", include_status=0, limit=1000)
+    assert [e["op"] for e in quiet if e["op"].endswith("_status_set")] == []
+    assert [e["seq"] for e in quiet] == [e["seq"] for e in everything if not e["op"].endswith("_status_set")]
+    latest = client.get("/events", include_status=0, limit=1)
+    assert [e["op"] for e in latest] == ["lease_acquire"] and "agent:node2" in latest[0]["detail"]
+    first_add = next(e["seq"] for e in everything if e["op"] == "resource_add")
+    after = client.get("/events", include_status=0, after=first_add, limit=2)
+    assert [e["op"] for e in after] == ["lease_acquire", "resource_add"]
+    expect_error(lambda: client.get("/events", include_status="sometimes"), 400, "include_status")

@@ -200,11 +200,35 @@ def rule_read(req: Request) -> Any:
     return {"rule": rule_id, **state.rules[rule_id]}
 
 
+STATUS_WRITE_OPS = ("manager_status_set", "lrm_status_set")   # every loop: noise for an operator
+EVENTS_SCAN_MAX = 10_000     # the store keeps at most this many events
+
+
+def _interesting(event: dict[str, Any]) -> bool:
+    return not event.get("ok", True) or event.get("op") not in STATUS_WRITE_OPS
+
+
 def events_index(req: Request) -> Any:
-    _check_query(req, ("after", "limit"))
+    _check_query(req, ("after", "limit", "include_status"))
     after = _query_int(req, "after", -1, 0, 2**62) if "after" in req.query else None
     limit = _query_int(req, "limit", 100, 1, 1000)
-    return req.backend.read_events(after_seq=after, limit=limit)
+    include_status = v.parse_bool(req.query.get("include_status", "1"), "query parameter 'include_status'")
+    if include_status:
+        return req.backend.read_events(after_seq=after, limit=limit)
+    # status writes left out (their rejections stay): scan past them, within the store's bound
+    if after is None:
+        kept = [e for e in req.backend.read_events(after_seq=None, limit=EVENTS_SCAN_MAX) if _interesting(e)]
+        return kept[-limit:]
+    out: list[dict[str, Any]] = []
+    scanned = 0
+    while len(out) < limit and scanned < EVENTS_SCAN_MAX:
+        page = req.backend.read_events(after_seq=after, limit=1000)
+        if not page:
+            break
+        scanned += len(page)
+        after = int(page[-1]["seq"])
+        out.extend(e for e in page if _interesting(e))
+    return out[:limit]
 
 
 # ---------------------------------------------------------------- table
