@@ -480,8 +480,9 @@ def test_concurrent_clients(api: LocalApi) -> None:
 
 def test_events_without_status_writes(api: LocalApi, client: ApiClient) -> None:
     client.post("/resources", {"sid": "fa:1"})
-    for _ in range(3):
-        api.backend.write_manager_status("node1", {"master_node": "node1", "node_status": {}, "service_status": {}})
+    for round_no in range(3):   # each different: the store keeps no event for an unchanged status
+        api.backend.write_manager_status("node1", {"master_node": "node1", "node_status": {},
+                                                   "service_status": {}, "timestamp": 1000.0 + round_no})
     client.post("/resources", {"sid": "fa:2"})
     api.backend.write_lrm_status("node2", {"mode": "active", "state": "active", "results": {}})
     everything = client.get("/events", limit=1000)
