@@ -12,9 +12,11 @@ Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by co
    critical log line instead of letting pysyncobj retry the entry forever.
 2. *Nothing is fsynced*: `_DurableJournal` subclasses the FileJournal; `_GuardedTransport.send`
    flushes (msync + fsync of journal, fsync of meta and directory) before any message
-   leaves the node after a journal write, and the tick loop flushes at the end of every
-   tick.  So a follower acknowledges only persisted entries and a leader's own entries
-   are on disk before any follower can count toward their commit.  Snapshots are written
+   leaves the node after a journal write (a leader's append_entries excepted: its
+   fsync overlaps replication), and the tick loop flushes at the end of every tick,
+   before the next commit computation.  So a follower acknowledges, and a candidate
+   asks for votes, only from persisted state, and a leader counts itself toward a
+   commit only for entries on its disk.  Snapshots are written
    with fsync of file and directory; a received snapshot is fsynced before use.
 3. *A timed-out call may commit later; callbacks are lost after a snapshot install*:
    every command has a unique id and `apply` deduplicates; the client retries with the
@@ -243,6 +245,7 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         self.last_heard: dict[Any, float] = {}      # node -> monotonic time of any reply
         self.last_append: dict[Any, float] = {}     # node -> time of its last append_entries
         self._held: list[tuple[Any, Any]] = []
+        self._held_nodes: set[Any] = set()
         self._next_keepalive = 0.0
         self.keepalive_s = 0.5
         self._incoming_peer: dict[int, str] = {}
@@ -256,7 +259,15 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         # one fsync.  Order per peer is kept: nothing overtakes a held message.
         j = self.journal
         if j is not None and (self._held or j.dirty):
+            if (isinstance(message, dict) and message.get("type") == "append_entries"
+                    and node not in self._held_nodes):
+                # A leader may replicate before its own fsync (Raft thesis 10.2.1): it
+                # only must not count itself for commit before the fsync, and the
+                # fsync (end of this tick) always precedes the next commit computation
+                # (start of the next tick).  Takes the leader's fsync off the commit path.
+                return bool(super().send(node, message))
             self._held.append((node, message))
+            self._held_nodes.add(node)
             return True
         return bool(super().send(node, message))
 
@@ -265,6 +276,7 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         if self.journal is not None:
             self.journal.sync()
         held, self._held = self._held, []
+        self._held_nodes.clear()
         for node, message in _coalesce(held):
             super().send(node, message)
         now = time.monotonic()
