@@ -344,24 +344,3 @@ def test_five_nodes_survive_leader_sigkill(make_cluster) -> None:
     ds = c.dumps(rest)
     assert len(set(ds)) == 1
 
-
-def test_followers_keep_their_idle_connections_so_the_first_vote_request_arrives(make_cluster) -> None:
-    """pysyncobj declares a connection dead when it sends after connectionTimeout without
-    reading; followers never talk to each other, so without keepalives the first
-    request_vote after the leader dies is dropped and the election needs a second round
-    (term + 2).  With them, one round suffices (term + 1) unless two timers fire within
-    a vote round trip -- hence two attempts."""
-    c = make_cluster(3)
-    outcomes = []
-    for _attempt in range(2):
-        leader = c.wait_leader()
-        term = leader.call({"call": "status"})["term"]
-        time.sleep(3.0)  # idle beyond connection_timeout_s (2 s)
-        c.kill(leader)
-        survivors = [m for m in c.members if m is not leader]
-        new = c.wait_leader(survivors)
-        outcomes.append(new.call({"call": "status"})["term"] - term)
-        if outcomes[-1] == 1:
-            break
-        c.start(leader)
-    assert 1 in outcomes, outcomes

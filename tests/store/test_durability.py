@@ -140,3 +140,26 @@ def test_lost_callback_still_returns_the_committed_result(trio) -> None:
     r = Client(follower).submit(cmd, timeout_s=10)
     assert r["ok"] and r["seq"] >= 1
     assert Client(leader).crm_commands() == [(1, "migrate vm:3 n1")]
+
+
+def test_idle_follower_to_follower_link_is_still_usable(trio) -> None:
+    """pysyncobj declares a connection dead when it sends after connectionTimeout without
+    having read anything; followers never talk to each other, so without our keepalives
+    the first request_vote after a leader dies went into a dead link and was lost (5-node
+    elections took 2-2.9 s instead of ~0.7 s, see bench/README.md)."""
+    leader = wait_leader(trio)
+    a, b = [n for n in trio if n is not leader]
+    time.sleep(a.settings.connection_timeout_s + 1.0)  # idle longer than the timeout
+    peer = next(x for x in a._obj.otherNodes if x.id == b.self_addr)
+    outcome: list[bool] = []
+    done = threading.Event()
+
+    def probe() -> None:  # on a's tick thread: the transport is not thread-safe
+        if not done.is_set():
+            outcome.append(a.transport.send(peer, {"type": "harepl_keepalive"}))
+            done.set()
+
+    a._obj.addOnTickCallback(probe)
+    assert done.wait(10)
+    a._obj.removeOnTickCallback(probe)
+    assert outcome == [True]
