@@ -303,11 +303,13 @@ class LRM:
         if state != "stopped" and uid and uid in self.results:
             return
         w = self.workers.get(sid)
+        waited = 0
         if w is not None:
             if w.handle is not None:
                 return  # already running
+            waited = w.start_tries  # keep its place: the longest waiting job starts first
             del self.workers[sid]
-        self.workers[sid] = Worker(sid, uid, state, dict(params))
+        self.workers[sid] = Worker(sid, uid, state, dict(params), start_tries=waited)
 
     def _run_workers(self) -> int:
         env = self.env

@@ -40,6 +40,8 @@ class SimEnv:
         self.manager_epoch: int | None = None
         self.agent_epoch: int | None = None
         self._results: dict[str, int] = {}
+        self._pending: dict[str, Callable[[], int]] = {}
+        self._polled_once: set[str] = set()
         self._worker_counter = 0
 
     # identity, time, log
@@ -214,9 +216,17 @@ class SimEnv:
         return None
 
     def start_worker(self, sid: str, job: Callable[[], int]) -> str:
-        # the simulator runs every resource action synchronously (Proxmox's test mode)
+        # max_workers 0: run synchronously (Proxmox's test mode); otherwise the job runs at
+        # the first poll after this one, i.e. it is still running during this iteration
         self._worker_counter += 1
         handle = f"{sid}#{self._worker_counter}"
+        if self.sim.profile.max_workers > 0:
+            self._pending[handle] = job
+            return handle
+        self._run_job(handle, job)
+        return handle
+
+    def _run_job(self, handle: str, job: Callable[[], int]) -> None:
         try:
             self._results[handle] = job()
         except StoreUnavailableError:
@@ -226,12 +236,16 @@ class SimEnv:
                 raise
             self.log("err", str(exc))
             self._results[handle] = -1
-        return handle
 
     def poll_worker(self, handle: str) -> int | None:
+        if handle in self._pending:
+            if handle in self._polled_once:
+                self._polled_once.discard(handle)
+                self._run_job(handle, self._pending.pop(handle))
+            else:
+                self._polled_once.add(handle)
+                return None
         return self._results.pop(handle, None)
-
-
 
 
 class SimResource:

@@ -49,6 +49,9 @@ PROFILES: dict[str, Profile] = {
     # harepl's own timings (DESIGN.md table); lease_timeout > lease_local + watchdog + margin
     "default": Profile("default", 1, 0.05, 20, 10, 5, 1, 1, 0.5, 60, time_format="{:8.2f}"),
     "fast": Profile("fast", 0.5, 0.02, 7, 3, 2, 0.5, 0.5, 0.25, 30, time_format="{:8.2f}"),
+    # pve timings, but resource actions run asynchronously (each finishes one LRM round
+    # later) with at most 2 at once, as the runtime runs them through its worker pool
+    "async": Profile("async", 20, 1, 120, 60, 60, 10, 10, 5, 500, max_workers=2),
     # DELIBERATELY UNSAFE, for tests of the invariant checker only: the lease expires
     # (30 s) before the watchdog of a cut-off node fires (60 s), so the CRM may recover a
     # service that still runs on the isolated node. Never use it for anything else.

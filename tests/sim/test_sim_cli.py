@@ -136,3 +136,25 @@ def test_failing_resource_ids(sid: str, want: tuple[int, int, int, str | None]) 
     from harepl.sim.env import decode_fail_id
 
     assert decode_fail_id(sid) == want
+
+
+def test_asynchronous_workers_start_every_service_with_a_worker_limit(tmp_path: Path) -> None:
+    """With at most 2 asynchronous resource actions at once, five services on one node all
+    start (none starves behind services re-queued every round), and never more than two
+    actions run at the same time."""
+    services = {f"vm:20{i}": {"node": "node1", "state": "started"} for i in range(1, 6)}
+    # two stopped services sort first and are re-queued every round (a stop is always
+    # re-run): they must not take both worker slots forever
+    services["vm:101"] = {"node": "node1", "state": "stopped"}
+    services["vm:102"] = {"node": "node1", "state": "stopped"}
+    scen = make_scenario(tmp_path, [POWER_ON], services)
+    lines, sim, violation = run_scenario(scen, "async")
+    assert violation is None
+    assert sorted(sim.status()["running"]["node1"]) == [f"vm:20{i}" for i in range(1, 6)]
+    starts = [ln for ln in lines if "node1/lrm: starting service" in ln]
+    assert len(starts) == 5
+    # each round at most max_workers jobs complete
+    per_time: dict[str, int] = {}
+    for ln in starts:
+        per_time[ln.split()[1]] = per_time.get(ln.split()[1], 0) + 1
+    assert max(per_time.values()) <= 2 and len(per_time) >= 3
