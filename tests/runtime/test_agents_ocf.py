@@ -147,3 +147,16 @@ def test_process_agent_monitor_detects_death(tmp_path, agents):
     wait_until(lambda: a.status() is Status.FAILED)
     assert a.stop().ok
     assert a.status() is Status.STOPPED
+
+
+def test_process_agent_stop_escalates_to_sigkill(tmp_path, agents):
+    pids = tmp_path / "pids"
+    cmd = f"trap '' TERM; sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; wait; sleep 1000"
+    a = ocf(agents, tmp_path / "n1", "ocf:stubborn", agent="harepl/process", command=cmd, stop_timeout=1)
+    assert a.start().ok
+    wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+    started = [int(p) for p in pids.read_text().split()]
+    res = a.stop()
+    assert res.exit_code == SUCCESS, res.message
+    assert not any(proc.alive(p) for p in started), "the whole payload group is gone"
+    assert a.status() is Status.STOPPED

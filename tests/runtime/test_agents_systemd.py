@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harepl.runtime.agents import AgentConfigError, Status, SystemdAgent, systemd_available
+from harepl.runtime.agents import ERROR, AgentConfigError, Status, SystemdAgent, systemd_available
 from harepl.runtime.agents.systemd import normalize_unit, parse_is_active, systemctl_argv
 
 
@@ -16,8 +16,15 @@ def test_argv():
     assert systemctl_argv("start", "nginx.service") == ["systemctl", "start", "--", "nginx.service"]
     assert systemctl_argv("stop", "nginx.service") == ["systemctl", "stop", "--", "nginx.service"]
     assert systemctl_argv("monitor", "a.service") == ["systemctl", "is-active", "--", "a.service"]
+    assert systemctl_argv("validate", "a.service") == ["systemctl", "cat", "--", "a.service"]
     with pytest.raises(ValueError):
         systemctl_argv("migrate", "a.service")
+
+
+@pytest.mark.skipif(systemd_available(), reason="checks the no-systemd answer")
+def test_validate_without_systemd_says_so():
+    res = SystemdAgent("systemd:nginx", {}).validate()
+    assert res.exit_code == ERROR and res.message == "systemd is not running here"
 
 
 def test_unit_names():
@@ -50,6 +57,8 @@ def test_real_unit_lifecycle():
     a = SystemdAgent(f"systemd:{unit}", {"unit": unit})
     try:
         assert a.status() is Status.STOPPED
+        assert a.validate().ok
+        assert SystemdAgent("systemd:harepl-no-such-unit", {}).validate().exit_code == 6
         assert a.start().ok
         assert a.start().ok
         assert a.status() is Status.RUNNING

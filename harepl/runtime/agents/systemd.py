@@ -5,6 +5,7 @@ a bare name gets ``.service`` appended).
 - stop: ``systemctl stop UNIT``;
 - status: ``systemctl is-active UNIT``: ``active``/``reloading``/``activating`` = RUNNING,
   ``inactive`` = STOPPED, ``failed`` = FAILED, anything else UNKNOWN;
+- validate: ``systemctl cat UNIT`` (the unit exists);
 - migrate: offline (stop here; the target starts it).
 
 Needs systemd as PID 1 (``systemd_available()``); the command building and output mapping
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import ERROR, SUCCESS, ActionResult, Agent, AgentConfigError, Status, Timeouts
+from .base import EINVALID_PARAMETER, ERROR, SUCCESS, ActionResult, Agent, AgentConfigError, Status, Timeouts
 
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".mount", ".timer", ".path", ".scope", ".slice")
@@ -38,7 +39,8 @@ def normalize_unit(sid: str, unit: Any) -> str:
 
 def systemctl_argv(action: str, unit: str) -> list[str]:
     """The systemctl command line for an agent action."""
-    verb = {"start": "start", "stop": "stop", "status": "is-active", "monitor": "is-active"}.get(action)
+    verb = {"start": "start", "stop": "stop", "status": "is-active", "monitor": "is-active",
+            "validate": "cat"}.get(action)
     if verb is None:
         raise ValueError(f"no systemctl verb for action {action!r}")
     return ["systemctl", verb, "--", unit]
@@ -84,6 +86,17 @@ class SystemdAgent(Agent):
 
     def start(self) -> ActionResult:
         return self._action("start", self.timeouts.start_s)
+
+    def validate(self) -> ActionResult:
+        """The unit must exist (``systemctl cat``); needs systemd running."""
+        t0 = time.monotonic()
+        if not systemd_available():
+            return ActionResult(self.sid, "validate", ERROR, "systemd is not running here", time.monotonic() - t0)
+        rc, text = self._run("validate", self.timeouts.validate_s)
+        if rc != 0:
+            return ActionResult(self.sid, "validate", EINVALID_PARAMETER, f"unit {self.unit}: {text}",
+                                time.monotonic() - t0)
+        return ActionResult(self.sid, "validate", SUCCESS, "ok", time.monotonic() - t0)
 
     def stop(self, grace_s: float | None = None) -> ActionResult:  # systemd has its own TimeoutStopSec
         return self._action("stop", self.timeouts.stop_s)
