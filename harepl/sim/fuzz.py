@@ -516,7 +516,12 @@ def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = No
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=Path("fuzz-failures"),
               show_default=True, help="Where reproducer folders of failing seeds are written.")
 def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path) -> None:
-    """Run random faults and commands for many seeds; report every seed that fails."""
+    """Run random faults and commands for many seeds; report every seed that fails.
+
+    A failing seed leaves its scenario folder under --keep as a reproducer. Exit 1 when a
+    seed fails for a reason not on record; seeds whose liveness failure or crash carries
+    the signature of a known simulator defect (KNOWN_DEFECTS) are listed, not counted.
+    """
     failed = 0
     known: dict[str, int] = {}
     for result in run_seeds(range(start, start + count), nodes, steps, profile, keep):
