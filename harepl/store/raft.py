@@ -30,7 +30,9 @@ Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by co
 6. *Idle connections die on first use*: pysyncobj drops a connection at the first send
    after `connectionTimeout` without reading; followers never talk to each other, so
    the first vote request after a leader died was lost.  Keepalives every 0.5 s.
-7. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
+7. *Two membership changes at once*: pysyncobj never records the pending change, so
+   its one-at-a-time check never fires; `_Replica` overrides it.
+8. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
    that fail to authenticate (wrong secret, garbage) are dropped and logged in one line.
 """
 
@@ -355,7 +357,22 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     def __init__(self, node: StoreNode, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._node = node
+        self._pending_change_idx: int | None = None
         super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
+
+    def _SyncObj__changeCluster(self, request: Any) -> bool:  # noqa: N802 - overrides the private method
+        """One membership change at a time.  pysyncobj 0.3.17 means to refuse a change
+        while the previous one is uncommitted but never records the previous one's log
+        index, so it accepted two at once (test_membership_changes_go_one_at_a_time)."""
+        pending = self._pending_change_idx
+        if pending is not None and self.raftLastApplied >= pending:
+            pending = self._pending_change_idx = None
+        if pending is not None:
+            return False
+        ok = bool(SyncObj._SyncObj__changeCluster(self, request))
+        if ok:  # _checkCommandsToApply appends the change right after this returns
+            self._pending_change_idx = self._SyncObj__getCurrentLogIndex() + 1
+        return ok
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, raw: str) -> dict[str, Any]:

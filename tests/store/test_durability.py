@@ -163,3 +163,40 @@ def test_idle_follower_to_follower_link_is_still_usable(trio) -> None:
     assert done.wait(10)
     a._obj.removeOnTickCallback(probe)
     assert outcome == [True]
+
+
+def test_membership_changes_go_one_at_a_time(trio) -> None:
+    leader = wait_leader(trio)
+    Client(leader).barrier()  # a new leader refuses changes until its first entry is applied
+    extra = [f"127.0.0.1:{p}" for p in free_ports(2)]  # members that never start
+    results: dict[str, str | None] = {}
+    both = threading.Event()
+
+    def cb_for(addr: str):  # type: ignore[no-untyped-def]
+        def cb(res, err) -> None:  # type: ignore[no-untyped-def]
+            results[addr] = err
+            if len(results) == 2:
+                both.set()
+        return cb
+
+    proposed = threading.Event()
+
+    def propose_two() -> None:  # on the leader's tick thread: both reach the same tick
+        if not proposed.is_set():
+            proposed.set()
+            for addr in extra:
+                leader.change_membership("add", addr, cb_for(addr))
+
+    leader._obj.addOnTickCallback(propose_two)
+    assert both.wait(10)
+    leader._obj.removeOnTickCallback(propose_two)
+    assert results == {extra[0]: None, extra[1]: "REQUEST_DENIED"}
+    assert extra[0] in leader.members() and extra[1] not in leader.members()
+    # 4 members, 3 alive: adding another absent one would need 3 of 5 -> still allowed;
+    # removing a live one leaves 2 alive of 3 -> allowed; but with one more live member
+    # gone, the client refuses with one clear line
+    with pytest.raises(ValueError, match="would lose quorum"):
+        others = [n for n in trio if n is not leader]
+        others[0].stop()
+        time.sleep(leader.settings.quorum_timeout_s + 0.5)
+        Client(leader).remove_member(others[1].self_addr)
