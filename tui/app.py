@@ -144,12 +144,12 @@ class HareplApp(App[None]):
             return
         if event.state != WorkerState.SUCCESS:
             return
-        if worker.group == "refresh":
+        if worker.group == "refresh" and isinstance(worker.result, RefreshResult):
             self._apply_refresh(worker.result)
             if self._refresh_again:
                 self.action_refresh()
-        elif worker.group == "actions":
-            outcome: actions.Outcome = worker.result
+        elif worker.group == "actions" and isinstance(worker.result, actions.Outcome):
+            outcome = worker.result
             self._error_shown = False
             self.set_status(outcome.line, "ok" if outcome.ok else "error")
             self.action_refresh()

@@ -131,7 +131,7 @@ def node_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
     every loop under its node lease, so a growing age means a silent node (the API
     exposes no lease table; this is what Proxmox's panel shows as the LRM timestamp).
     """
-    rows = []
+    rows: list[tuple[str, tuple[str, ...]]] = []
     for entry in snap.nodes:
         name = str(entry.get("node"))
         lrm = snap.lrm_status.get(name) or {}
@@ -154,7 +154,7 @@ def node_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
 def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
     """(sid, cells): sid, node, state (as `ha-manager status` says it), requested, group."""
     by_sid = {e.get("sid"): e for e in snap.status if e.get("type") == "service"}
-    rows = []
+    rows: list[tuple[str, tuple[str, ...]]] = []
     for res in snap.resources:
         sid = str(res.get("sid"))
         entry = by_sid.get(sid, {})
@@ -235,8 +235,8 @@ def transitions(old: Snapshot, new: Snapshot) -> list[tuple[str | None, str]]:
             out.append((sid, f"service '{sid}': state changed from '{before.get('state')}' to '{sd.get('state')}'"))
         if before.get("node") != sd.get("node"):
             out.append((sid, f"service '{sid}': node changed from '{before.get('node')}' to '{sd.get('node')}'"))
-    for sid in sorted({r.get("sid") for r in old.resources} - {r.get("sid") for r in new.resources}):
-        out.append((str(sid), f"service '{sid}': removed from the configuration"))
+    for sid in sorted({str(r.get("sid")) for r in old.resources} - {str(r.get("sid")) for r in new.resources}):
+        out.append((sid, f"service '{sid}': removed from the configuration"))
     return out
 
 
