@@ -258,8 +258,9 @@ def format_clock(ts: Any) -> str:
 class EventLog:
     """History the TUI has read so far, fetched incrementally by `after` seq.
 
-    Status writes (every loop of every node) are counted but not kept, so a busy
-    cluster's history still shows the config changes and CRM commands.
+    The API already leaves out the routine status writes (every loop of every node);
+    any that still arrive are counted, not kept, so the history shows the config
+    changes, CRM commands and rejections.
     """
 
     kept: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
@@ -302,12 +303,16 @@ class EventLog:
 
 
 def fetch_events(client: ApiClient, after_seq: int | None, max_pages: int = 5) -> list[dict[str, Any]]:
-    """Blocking: events after `after_seq` (the latest page when None), oldest first."""
+    """Blocking: events after `after_seq` (the latest page when None), oldest first.
+
+    The API leaves out the routine status writes (`include_status=0`; their rejections
+    stay), so a page reaches further back than a page of everything would.
+    """
     if after_seq is None:
-        return list(client.get("/events", limit=EVENTS_PAGE))
+        return list(client.get("/events", limit=EVENTS_PAGE, include_status=0))
     out: list[dict[str, Any]] = []
     for _ in range(max_pages):
-        page = client.get("/events", after=after_seq, limit=EVENTS_PAGE)
+        page = client.get("/events", after=after_seq, limit=EVENTS_PAGE, include_status=0)
         out.extend(page)
         if len(page) < EVENTS_PAGE:
             break

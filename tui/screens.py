@@ -176,8 +176,8 @@ class EventsScreen(Screen[None]):
     def refresh_view(self) -> None:
         log = self.happ.events
         self.query_one("#events-title", Label).update(
-            f"History: {len(log.kept)} events (store commands, and state changes this TUI saw), "
-            f"{log.status_writes} routine status writes hidden")
+            f"History: {len(log.kept)} events: store commands and rejections (routine status writes "
+            f"left out), and the state changes this TUI saw")
         if log.version == self._drawn_version:
             return
         self._drawn_version = log.version
