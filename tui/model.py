@@ -127,9 +127,10 @@ def format_age(age_s: float | None) -> str:
 def node_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
     """(row key, cells): node (★ for the master), CRM node state, LRM mode/state, LRM age.
 
-    LRM age is the time since the node's LRM last wrote its status; the LRM writes it
-    every loop under its node lease, so a growing age means a silent node (the API
-    exposes no lease table; this is what Proxmox's panel shows as the LRM timestamp).
+    LRM age is the time since the node's LRM last wrote its status, under its node
+    lease: on every change and at least every 10 s as a keep-alive, so an age past
+    STALE_AFTER_S means a silent node (the API exposes no lease table; this is the
+    LRM timestamp Proxmox's panel shows).
     """
     rows: list[tuple[str, tuple[str, ...]]] = []
     for entry in snap.nodes:
@@ -159,7 +160,10 @@ def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
         sid = str(res.get("sid"))
         entry = by_sid.get(sid, {})
         node = entry.get("node") or res.get("node") or "-"
-        state = entry.get("state") or snap.service_status(sid).get("state") or "-"
+        # a resource added between the reads of /status/current and /resources: the CRM
+        # has not seen it yet, which is what Proxmox calls queued
+        fallback = "ignored" if res.get("state") == "ignored" else "queued"
+        state = entry.get("state") or snap.service_status(sid).get("state") or fallback
         group = res.get("group") or "-"
         if res.get("errors", {}).get("group"):
             group = f"{group} (missing)"

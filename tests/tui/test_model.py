@@ -32,7 +32,7 @@ def test_rows() -> None:
     assert model.node_rows(s) == [("n1", ("n1 ★", "online", "active", "10s")),
                                   ("n2", ("n2", "fence", "old timestamp - dead?", "110s"))]
     assert model.service_rows(s) == [("vm:100", ("vm:100", "n2", "migrate to n3", "started", "g (missing)")),
-                                     ("ct:101", ("ct:101", "n1", "-", "stopped", "-"))]
+                                     ("ct:101", ("ct:101", "n1", "queued", "stopped", "-"))]
     assert [(label, kind) for label, _, kind in model.header_parts(s)] == [
         ("quorum", "ok"), ("master", "ok"), ("nodes", "warn"), ("services", ""), ("api node", "")]
     assert model.header_parts(s)[2][1] == "1/2 online"
