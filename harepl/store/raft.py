@@ -199,7 +199,31 @@ class _DurableJournal(FileJournal):  # type: ignore[misc]
         # before the journal forgets the entries it covers
         if self._d_durable:
             _fsync_path(self._d_dir, directory=True)
-        super().deleteEntriesTo(entryTo)
+        if not self._d_durable:
+            super().deleteEntriesTo(entryTo)
+            self.dirty = True
+            return
+        # FileJournal rewrites itself in place (clear + add): a crash half-way leaves a
+        # torn journal.  Write the kept entries to a new file, fsync, rename over.
+        self.sync()
+        kept = self[entryTo:]
+        tmp = self._d_path + ".compact"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        fresh = FileJournal(tmp)
+        for entry in kept:
+            fresh.add(*entry)
+        fresh._destroy()                  # flushes and closes its mmap
+        _fsync_path(tmp)
+        os.chmod(tmp, 0o600)
+        self._FileJournal__metaStorer.storeMeta(self._FileJournal__meta)  # reopening rereads it
+        self._FileJournal__journalFile._destroy()
+        if self._d_fd is not None:
+            os.close(self._d_fd)
+            self._d_fd = None
+        os.replace(tmp, self._d_path)
+        FileJournal.__init__(self, self._d_path)  # reload from the new file
+        self._d_meta_dirty = True                 # meta and the rename: fsynced by sync()
         self.dirty = True
         self.sync()
 
