@@ -185,3 +185,14 @@ def test_validate_is_a_syntax_check(ctx, agents, tmp_path):
     assert res.exit_code == EINVALID_PARAMETER and res.message.startswith("command: ")
     assert not (tmp_path / "ran").exists(), "validate must not run the command"
     assert not (tmp_path / "run").exists(), "constructing and validating touch no files"
+
+
+def test_hung_check_is_killed_with_its_children(ctx, agents, tmp_path):
+    pids = tmp_path / "check.pids"
+    a = make(agents, ctx, "exec:hcheck", command="sleep 1000",
+             check=f"sleep 1000 & echo $! >> {pids}; wait", timeout_start_s=0.5)
+    res = a.start()
+    assert res.exit_code == ERROR and "timed out" in res.message
+    checks = [int(p) for p in pids.read_text().split()]
+    assert checks and not any(proc.alive(p) for p in checks), "a hung check leaves nothing behind"
+    assert a.status() is Status.STOPPED

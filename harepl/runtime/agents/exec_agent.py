@@ -79,7 +79,10 @@ class ExecAgent(Agent):
         base = Path(run_dir) / "exec"
         self.state_path = base / f"{safe_name(sid)}.json"
         self.log_path = base / f"{safe_name(sid)}.log"
-        self.workdir = params.get("workdir") or str(run_dir)
+        workdir = params.get("workdir") or str(run_dir)
+        if not isinstance(workdir, str):
+            raise AgentConfigError(f"{sid}: parameter 'workdir' must be a path string")
+        self.workdir = workdir
 
     # -- state file -------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any] | None:
@@ -104,15 +107,16 @@ class ExecAgent(Agent):
     def _run_check(self, timeout_s: float) -> bool:
         if not self.check:
             return True
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", self.check], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=self.workdir, env=self._env(), process_group=0,
+        )
         try:
-            rc = subprocess.run(
-                ["/bin/sh", "-c", self.check], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, timeout=timeout_s, cwd=self.workdir, env=self._env(),
-                process_group=0,
-            ).returncode
+            return child.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:
+            proc.kill_group(child.pid, 0)  # a hung check and everything it spawned
+            child.wait()
             return False
-        return rc == 0
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
