@@ -23,7 +23,7 @@ from harepl.core.manager_base import (
     ManagerView,
     new_uid,
 )
-from harepl.core.placement import NodePreference, compile_rules
+from harepl.core.placement import NodePreference, compile_rules, get_node_affinity
 from harepl.core.types import (
     ERROR,
     EWRONG_NODE,
@@ -252,13 +252,29 @@ class Manager(CommandsMixin):
         if cd["state"] == "stopped":
             return  # like disabled, but recovered from a failed node
         if cd["state"] == "started":
+            if not self._any_allowed_node(sid):
+                return  # strict node affinity, no member online: stays stopped
             self._change_state(sid, "request_start", node=sd["node"])
             return
         self._log("err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration")
 
+    def _any_allowed_node(self, sid: str) -> bool:
+        """False if node affinity (a strict rule / restricted group) allows no online node."""
+        online = self.ns.list_online_nodes()
+        if sid not in self.compiled.node_affinity or not online:
+            return True  # no rule, or nothing online at all (e.g. all in maintenance)
+        allowed, _ = get_node_affinity(self.compiled, sid, online)
+        return bool(allowed)
+
     def _next_state_request_start(self, sid: str, cd: ServiceConfig) -> None:
         sd = self.ss[sid]
         current = sd["node"]
+        if not self._any_allowed_node(sid):
+            # the seed: "If no group node member is available the resource will be placed
+            # in the stopped state" (Proxmox would start it where it is)
+            self._log("info", f"service '{sid}': no allowed node online (strict node affinity), stopping it")
+            self._change_state(sid, "request_stop")
+            return
         if self.rebalance_on_request_start:
             selected = self.select_node(sid, cd, "best-score")
             if selected is not None:
@@ -343,6 +359,10 @@ class Manager(CommandsMixin):
                 self._change_state(sid, "error")
                 return
 
+        if pref == "none" and not self._any_allowed_node(sid):
+            self._log("info", f"service '{sid}': no allowed node online (strict node affinity), stopping it")
+            self._change_state(sid, "request_stop")
+            return
         node = self.select_node(sid, cd, pref)
         if node is not None and sd["node"] != node:
             fallback = sd.get("maintenance_node")
@@ -375,7 +395,9 @@ class Manager(CommandsMixin):
 
     def _next_state_error(self, sid: str, cd: ServiceConfig) -> None:
         if cd["state"] == "disabled":
-            self.ss[sid].pop("failed_nodes", None)
+            # Unlike Proxmox (which forgets them here) the failed nodes are kept: the seed
+            # says the relocate count resets only after a successful start, so a service
+            # re-enabled without a fix only repeats the restart policy.
             self._change_state(sid, "stopped")
 
     def _next_state_recovery(self, sid: str, cd: ServiceConfig, sc: dict[str, ServiceConfig]) -> None:

@@ -238,6 +238,9 @@ class LRM:
             exit_lrm = False
             if self._update_service_status():
                 if self.shutdown_request is not None:
+                    # carry out migrations the CRM already decided for our services: they
+                    # take the service off this node anyway, and the CRM waits for them
+                    self._queue_pending_moves()
                     if self.mode == "restart":
                         workers = self._run_workers()
                         if self._active_count() == 0 and workers == 0:
@@ -296,6 +299,11 @@ class LRM:
         for sid, uid, state, params in core.services_to_run(self.service_status, self.node):
             self._queue(sid, uid, state, params)
         return self._run_workers()
+
+    def _queue_pending_moves(self) -> None:
+        for sid, uid, state, params in core.services_to_run(self.service_status, self.node):
+            if state in ("migrate", "relocate"):
+                self._queue(sid, uid, state, params)
 
     def _queue(self, sid: str, uid: str | None, state: str, params: dict[str, object]) -> None:
         # never queue the same command twice: a failed first try the CRM did not see yet

@@ -106,7 +106,15 @@ class SimEnv:
         return epoch is not None
 
     def release_ha_agent_lock(self) -> bool:
+        self.agent_epoch = None  # no longer a lease holder: its writes carry no epoch
         return self.hw.release_lock(f"ha_agent_{self.node}_lock", self.node, self.cur_time)
+
+    def new_process(self) -> None:
+        """A new CRM/LRM process starts on this node (power on, LRM restart): it has never
+        held a lease, so it carries no epoch (a lease of the previous process is not its)."""
+        self.manager_epoch = None
+        self.agent_epoch = None
+        self._results.clear()
 
     # watchdog
     def watchdog_open(self) -> str:

@@ -346,10 +346,12 @@ class Simulation:
 
     def _new_crm(self, r: NodeRoles) -> CRM:
         p = self.profile
+        r.crm_env.new_process()
         return CRM(r.crm_env, round_s=p.crm_round_s, wait_round_s=p.wait_round_s, fence_delay_s=p.fence_delay_s)
 
     def _new_lrm(self, r: NodeRoles) -> LRM:
         p = self.profile
+        r.lrm_env.new_process()
         return LRM(r.lrm_env, active_round_s=p.lrm_round_s, wait_round_s=p.wait_round_s)
 
     # --- hardware commands -----------------------------------------------------------------------

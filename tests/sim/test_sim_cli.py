@@ -158,3 +158,27 @@ def test_asynchronous_workers_start_every_service_with_a_worker_limit(tmp_path: 
     for ln in starts:
         per_time[ln.split()[1]] = per_time.get(ln.split()[1], 0) + 1
     assert max(per_time.values()) <= 2 and len(per_time) >= 3
+
+
+def test_fenced_node_rejoins_and_runs_services_again(tmp_path: Path) -> None:
+    """The CRM took node2's lease to fence it; once node2 is powered on, its new LRM
+    (a new process, no epoch) must get its own lease again and run services."""
+    scen = make_scenario(tmp_path, [POWER_ON, ["power node2 off"], ["delay 0"], ["power node2 on"],
+                                    ["service vm:101 migrate node2"]],
+                         {"vm:101": {"node": "node1", "state": "started"},
+                          "vm:102": {"node": "node2", "state": "started"}})
+    lines, sim, violation = run_scenario(scen)
+    assert violation is None
+    assert not any("is not current" in ln for ln in lines)
+    assert "vm:101" in sim.status()["running"]["node2"]
+
+
+def test_reboot_carries_out_a_pending_migration(tmp_path: Path) -> None:
+    """A node asked to reboot while the CRM migrates one of its services finishes that
+    migration (instead of stopping the service and waiting for the move forever)."""
+    scen = make_scenario(tmp_path, [POWER_ON, ["service vm:101 migrate node2", "reboot node1"]],
+                         {"vm:101": {"node": "node1", "state": "started"}})
+    lines, sim, violation = run_scenario(scen)
+    assert violation is None
+    assert any("node1/lrm: exit (loop end)" in ln for ln in lines)
+    assert sim.hw.manager_status["service_status"]["vm:101"]["state"] == "started"
