@@ -335,8 +335,14 @@ class Simulation:
                         r.lrm_restart = False
                         r.lrm = self._new_lrm(r)
                     elif shutdown in ("reboot", "shutdown"):
-                        # the LRM exits before the CRM, as on a real node
-                        self.hardware_cmd(f"crm {node} stop", shutdown)
+                        if r.crm is not None:
+                            # the LRM exits before the CRM, as on a real node; the CRM's
+                            # exit then powers the node off
+                            self.hardware_cmd(f"crm {node} stop", shutdown)
+                        else:  # no CRM left to wait for: the node goes down now
+                            self.hardware_cmd(f"power {node} off", shutdown)
+                            if shutdown == "reboot":
+                                self.hardware_cmd(f"power {node} on", shutdown)
         for n in sorted(self.roles):
             if not self.hw.watchdog_check(n, self.now):
                 self.hardware_cmd(f"power {n} off", "watchdog")
@@ -390,9 +396,10 @@ class Simulation:
                         r.lrm_restart = False
                     hw.watchdog_reset(node)
                     hw.running[node] = {}
+            if nh.power != action or action == "off":
+                nh.shutdown = None  # powering an already running node on changes nothing
             nh.power = action
             nh.network = action
-            nh.shutdown = None
         elif head == "network":
             nh.network = parts[2]
         elif head == "cfs":
