@@ -21,6 +21,15 @@ class InvariantBroken(Exception):
     """A safety invariant failed; the message says which."""
 
 
+class WatchdogFired(Exception):
+    """A role touched a watchdog that had already expired: on real hardware the node
+    would have been reset at that moment; the simulator powers it off now."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"watchdog of '{node}' expired")
+        self.node = node
+
+
 @dataclass
 class NodeHw:
     power: str = "off"
@@ -151,13 +160,15 @@ class Hardware:
         if wd is None:
             raise RuntimeError(f"no such watchdog handle '{handle}'")
         if now - wd.update_time > self.watchdog_timeout_s:
-            raise RuntimeError("watchdog expired")
+            raise WatchdogFired(wd.node)
         wd.update_time = now
 
     def watchdog_close(self, handle: str, now: float) -> None:
         wd = self.watchdogs.pop(handle, None)
         if wd is None:
             raise RuntimeError(f"no such watchdog handle '{handle}'")
+        if now - wd.update_time > self.watchdog_timeout_s:
+            raise WatchdogFired(wd.node)
 
     def watchdog_check(self, node: str, now: float) -> bool:
         ok = True

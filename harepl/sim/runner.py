@@ -19,7 +19,7 @@ from harepl.core.config import ConfigError, normalize_service_config, parse_grou
 from harepl.roles.crm import CRM
 from harepl.roles.lrm import LRM
 from harepl.sim.env import SimEnv
-from harepl.sim.hardware import Hardware, InvariantBroken, NodeHw
+from harepl.sim.hardware import Hardware, InvariantBroken, NodeHw, WatchdogFired
 
 
 class ScenarioError(Exception):
@@ -306,6 +306,22 @@ class Simulation:
             self.test_unsafe_hook(self)
 
     def _step_node(self, node: str, skip: dict[str, bool]) -> None:
+        try:
+            self._step_roles(node, skip)
+        except WatchdogFired as fired:
+            self.now = max(self.now, self.roles[node].lrm_env.cur_time, self.roles[node].crm_env.cur_time)
+            self._watchdog_reset(fired.node)
+        for n in sorted(self.roles):
+            if not self.hw.watchdog_check(n, self.now):
+                self._watchdog_reset(n)
+
+    def _watchdog_reset(self, node: str) -> None:
+        self.hardware_cmd(f"power {node} off", "watchdog")
+        self.log("info", "hardware", f"server '{node}' stopped by poweroff (watchdog)")
+        self.roles[node].crm = None
+        self.roles[node].lrm = None
+
+    def _step_roles(self, node: str, skip: dict[str, bool]) -> None:
         r = self.roles[node]
         if r.crm is not None:
             if not skip["crm"]:
@@ -343,12 +359,6 @@ class Simulation:
                             self.hardware_cmd(f"power {node} off", shutdown)
                             if shutdown == "reboot":
                                 self.hardware_cmd(f"power {node} on", shutdown)
-        for n in sorted(self.roles):
-            if not self.hw.watchdog_check(n, self.now):
-                self.hardware_cmd(f"power {n} off", "watchdog")
-                self.log("info", "hardware", f"server '{n}' stopped by poweroff (watchdog)")
-                self.roles[n].crm = None
-                self.roles[n].lrm = None
 
     def _new_crm(self, r: NodeRoles) -> CRM:
         p = self.profile
