@@ -1,4 +1,5 @@
-"""Raft replication of the state store on pysyncobj 0.3.17 -- the only module importing it.
+"""Raft replication of the state store on pysyncobj 0.3.17 -- the only package importing it
+(`durable.py`: the fsynced journal, `transport.py`: the guarded transport).
 
 One replicated method, `_Replica.apply_command(raw_json)`, runs `harepl.store.apply.apply`
 on this node's SQLite database (in memory; the Raft journal and the snapshot file are the
@@ -51,12 +52,12 @@ from typing import Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import FAIL_REASON
-from pysyncobj.journal import FileJournal
-from pysyncobj.transport import TCPTransport
 
-from . import reads
-from .apply import StoreFault, apply
-from .schema import connect
+from .. import reads
+from ..apply import StoreFault, apply
+from ..schema import connect
+from .durable import _DurableJournal, _fsync_path
+from .transport import _GuardedTransport
 
 log = logging.getLogger("harepl.store.raft")
 
@@ -77,7 +78,6 @@ logging.getLogger("pysyncobj.syncobj").addFilter(_BenignTruncation())
 
 FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
 SNAPSHOT_MAGIC = b"HAREPL-SNAPSHOT-1\n"
-_KEEPALIVE = {"type": "harepl_keepalive"}  # ignored by pysyncobj's message handler
 
 
 class SecretMissing(Exception):
@@ -140,240 +140,6 @@ class RaftSettings:
             journalFile=journal, fullDumpFile=dump, serializer=serializer, deserializer=deserializer,
             bindRetryTime=1.0, maxBindRetries=self.max_bind_retries,
         )
-
-
-def _fsync_path(path: str, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _DurableJournal(FileJournal):  # type: ignore[misc]
-    """pysyncobj's FileJournal that records its writes; `sync()` makes them durable.
-
-    Installed by switching the class of the journal SyncObj created (`adopt`), so reads
-    keep FileJournal's own code path (a delegating wrapper cost ~6% of leader CPU)."""
-
-    dirty: bool
-    syncs: int
-    _d_fd: int | None
-    _d_path: str
-    _d_dir: str
-    _d_durable: bool
-    _d_meta_dirty: bool
-    _d_lock: threading.Lock
-
-    @classmethod
-    def adopt(cls, inner: Any, path: str, durable: bool) -> _DurableJournal:
-        if type(inner) is not FileJournal:
-            raise TypeError(f"expected pysyncobj FileJournal, got {type(inner).__name__}")
-        inner.__class__ = cls
-        j: _DurableJournal = inner
-        j._d_path = path
-        j._d_dir = os.path.dirname(path) or "."
-        j._d_durable = durable
-        j.dirty = True  # the initial entry/meta written during SyncObj.__init__
-        j._d_meta_dirty = os.path.exists(path + ".meta")
-        j.syncs = 0
-        j._d_fd = None
-        j._d_lock = threading.Lock()
-        return j
-
-    # writes: mark dirty
-    def add(self, command: bytes, idx: int, term: int) -> None:
-        super().add(command, idx, term)
-        self.dirty = True
-
-    def clear(self) -> None:
-        super().clear()
-        self.dirty = True
-
-    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802,N803 - pysyncobj API
-        super().deleteEntriesFrom(entryFrom)
-        self.dirty = True
-
-    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802,N803
-        # compaction: the snapshot was just renamed into place; make the rename durable
-        # before the journal forgets the entries it covers
-        if self._d_durable:
-            _fsync_path(self._d_dir, directory=True)
-        if not self._d_durable:
-            super().deleteEntriesTo(entryTo)
-            self.dirty = True
-            return
-        # FileJournal rewrites itself in place (clear + add): a crash half-way leaves a
-        # torn journal.  Write the kept entries to a new file, fsync, rename over.
-        self.sync()
-        kept = self[entryTo:]
-        tmp = self._d_path + ".compact"
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        fresh = FileJournal(tmp)
-        for entry in kept:
-            fresh.add(*entry)
-        fresh._destroy()                  # flushes and closes its mmap
-        _fsync_path(tmp)
-        os.chmod(tmp, 0o600)
-        self._FileJournal__metaStorer.storeMeta(self._FileJournal__meta)  # reopening rereads it
-        self._FileJournal__journalFile._destroy()
-        if self._d_fd is not None:
-            os.close(self._d_fd)
-            self._d_fd = None
-        os.replace(tmp, self._d_path)
-        FileJournal.__init__(self, self._d_path)  # reload from the new file
-        self._d_meta_dirty = True                 # meta and the rename: fsynced by sync()
-        self.dirty = True
-        self.sync()
-
-    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802,N803
-        super().setCurrentTerm(term, votedForNodeId)
-        self._d_meta_dirty = self.dirty = True
-
-    def _destroy(self) -> None:
-        self.sync()
-        super()._destroy()
-        if self._d_fd is not None:
-            os.close(self._d_fd)
-            self._d_fd = None
-
-    def sync(self) -> None:
-        """Make every write so far durable (no-op when clean).  Called before sending."""
-        if not self.dirty:
-            return
-        with self._d_lock:
-            if not self.dirty:
-                return
-            self.dirty = False
-            if not self._d_durable:
-                return
-            # On Linux, msync(MS_SYNC) of a shared file mapping is an fsync of that range,
-            # and fdatasync writes back pages dirtied through the mmap as well (plus the
-            # size): one fdatasync on a long-lived descriptor is enough.
-            if self._d_fd is None:
-                self._d_fd = os.open(self._d_path, os.O_RDONLY)
-            os.fdatasync(self._d_fd)
-            if self._d_meta_dirty:
-                self._d_meta_dirty = False
-                _fsync_path(self._d_path + ".meta")
-                _fsync_path(self._d_dir, directory=True)  # meta is replaced by rename
-            self.syncs += 1
-
-
-class _GuardedTransport(TCPTransport):  # type: ignore[misc]
-    """TCP transport that persists before sending, tracks heartbeats for quorum
-    knowledge, and logs connections that fail to authenticate."""
-
-    journal: _DurableJournal | None = None
-
-    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
-        self.last_heard: dict[Any, float] = {}      # node -> monotonic time of any reply
-        self.last_append: dict[Any, float] = {}     # node -> time of its last append_entries
-        self._held: list[tuple[Any, Any]] = []
-        self._held_nodes: set[Any] = set()
-        self._next_keepalive = 0.0
-        self.keepalive_s = 0.5
-        self._incoming_peer: dict[int, str] = {}
-        self._bad_log_at: dict[str, float] = {}
-        self.bad_connections = 0
-        super().__init__(syncObj, selfNode, otherNodes)
-
-    def send(self, node: Any, message: Any) -> bool:
-        # After a journal write, hold every outgoing message (acks, votes, appends) until
-        # `flush()` has made the writes durable -- once per tick, so many entries share
-        # one fsync.  Order per peer is kept: nothing overtakes a held message.
-        j = self.journal
-        if j is not None and (self._held or j.dirty):
-            if (isinstance(message, dict) and message.get("type") == "append_entries"
-                    and node not in self._held_nodes):
-                # A leader may replicate before its own fsync (Raft thesis 10.2.1): it
-                # only must not count itself for commit before the fsync, and the
-                # fsync (end of this tick) always precedes the next commit computation
-                # (start of the next tick).  Takes the leader's fsync off the commit path.
-                return bool(super().send(node, message))
-            self._held.append((node, message))
-            self._held_nodes.add(node)
-            return True
-        return bool(super().send(node, message))
-
-    def flush(self) -> None:
-        """fsync pending journal writes, then release the held messages (tick thread)."""
-        if self.journal is not None:
-            self.journal.sync()
-        held, self._held = self._held, []
-        self._held_nodes.clear()
-        for node, message in _coalesce(held):
-            super().send(node, message)
-        now = time.monotonic()
-        if now >= self._next_keepalive:
-            # pysyncobj drops a connection that has not *read* anything for
-            # connectionTimeout -- and it checks that when it next sends.  Followers never
-            # talk to each other, so the first request_vote after a leader dies went
-            # into a connection declared dead on the spot and was lost (measured: 5-node
-            # elections of 2-2.9 s).  A tiny keepalive to every peer keeps them all live.
-            self._next_keepalive = now + self.keepalive_s
-            for node in list(self._connections):
-                super().send(node, _KEEPALIVE)
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
-        if message == _KEEPALIVE:
-            return  # only there to be read: it keeps the connection's read timer fresh
-        now = time.monotonic()
-        self.last_heard[node] = now
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            self.last_append[node] = now
-        super()._onMessageReceived(node, message)
-
-    def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
-        try:
-            sock = conn._TcpConnection__socket  # pinned 0.3.17: only to name the peer in the log
-            host, port = sock.getpeername()[:2]
-            self._incoming_peer[id(conn)] = f"{host}:{port}"
-        except Exception:  # noqa: BLE001
-            self._incoming_peer[id(conn)] = "unknown peer"
-        super()._onNewIncomingConnection(conn)
-
-    def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
-        peer = self._incoming_peer.pop(id(conn), None)
-        if peer is not None and conn in self._unknownConnections:
-            # never authenticated: wrong cluster secret, garbage, or not a harepl peer
-            self.bad_connections += 1
-            host = peer.rsplit(":", 1)[0]
-            now = time.monotonic()
-            if now - self._bad_log_at.get(host, -1e9) > 10.0:  # one line per source per 10 s
-                self._bad_log_at[host] = now
-                log.warning("raft port: dropped connection from %s that did not authenticate "
-                            "(wrong cluster secret or garbage); %d such so far", peer, self.bad_connections)
-        super()._onDisconnected(conn)
-
-
-def _coalesce(held: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Merge held messages per peer, keeping per-peer order: contiguous append_entries
-    of one term become one message (pysyncobj without batching sends one per command),
-    and consecutive successful acks collapse to the last.  Fewer messages = fewer
-    pickle/zlib/Fernet rounds, which is what limits throughput here."""
-    out: list[tuple[Any, Any]] = []
-    last: dict[Any, int] = {}
-    for node, msg in held:
-        i = last.get(node)
-        prev = out[i][1] if i is not None else None
-        if i is not None and isinstance(prev, dict) and isinstance(msg, dict) and prev.get("type") == msg.get("type"):
-            if (msg["type"] == "append_entries" and "entries" in prev and "entries" in msg
-                    and "transmission" not in prev and "transmission" not in msg
-                    and prev["term"] == msg["term"]
-                    and msg["prevLogIdx"] == (prev["entries"][-1][1] if prev["entries"] else prev["prevLogIdx"])):
-                merged = dict(prev, entries=list(prev["entries"]) + list(msg["entries"]),
-                              commit_index=msg["commit_index"])
-                out[i] = (node, merged)
-                continue
-            if (msg["type"] == "next_node_idx" and prev["success"] and msg["success"]
-                    and not prev["reset"] and not msg["reset"]):
-                out[i] = (node, msg)
-                continue
-        last[node] = len(out)
-        out.append((node, msg))
-    return out
 
 
 class _Replica(SyncObj):  # type: ignore[misc]
