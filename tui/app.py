@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from harepl.runtime.api.client import ApiClient, ApiClientError
 from tui import actions, model
-from tui.screens import ConfirmScreen, EventsScreen, PickScreen, ServiceScreen, StopScreen
+from tui.screens import ConfigScreen, ConfirmScreen, EventsScreen, PickScreen, ServiceScreen, StopScreen
 from tui.widgets import ClusterHeader, ServiceDetail, StatusBar
 
 STYLE = {"ok": "green", "bad": "bold red", "warn": "yellow", "dim": "dim"}
@@ -71,6 +71,7 @@ class HareplApp(App[None]):
         Binding("x,delete", "act('remove')", "Remove"),
         Binding("n", "maintenance", "Node maint."),
         Binding("h", "history", "History"),
+        Binding("c", "config", "Groups/rules"),
     ]
 
     def __init__(self, client: ApiClient, interval_s: float = 2.0) -> None:
@@ -172,8 +173,8 @@ class HareplApp(App[None]):
         if previous is not None:
             self.events.observe(model.transitions(previous, self.snapshot), self.snapshot.wall_time_s)
         header.show(self.snapshot)
-        self._fill(self.nodes_table, model.node_rows(self.snapshot), state_columns=(1, 2))
-        self._fill(self.services_table, model.service_rows(self.snapshot), state_columns=(2,))
+        self.fill_table(self.nodes_table, model.node_rows(self.snapshot), state_columns=(1, 2))
+        self.fill_table(self.services_table, model.service_rows(self.snapshot), state_columns=(2,))
         self._show_detail()
         for screen in self.screen_stack:
             view = getattr(screen, "refresh_view", None)
@@ -181,7 +182,7 @@ class HareplApp(App[None]):
                 view()
 
     @staticmethod
-    def _fill(table: DataTable[Any], rows: list[tuple[str, tuple[str, ...]]],
+    def fill_table(table: DataTable[Any], rows: list[tuple[str, tuple[str, ...]]],
               state_columns: tuple[int, ...]) -> None:
         """Show `rows`: cells updated in place when the same rows are there (cursor and
         scroll stay), else rebuilt with the cursor kept on the same key if it still exists."""
@@ -230,6 +231,9 @@ class HareplApp(App[None]):
 
     def action_history(self) -> None:
         self.push_screen(EventsScreen())
+
+    def action_config(self) -> None:
+        self.push_screen(ConfigScreen())
 
     # ------------------------------------------------------------ actions
 

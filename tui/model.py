@@ -113,6 +113,40 @@ NODE_COLUMNS = ("node", "node state", "LRM", "LRM age")
 SERVICE_COLUMNS = ("sid", "node", "state", "requested", "group")
 
 
+GROUP_COLUMNS = ("group", "nodes", "restricted", "nofailback", "comment")
+RULE_COLUMNS = ("rule", "type", "resources", "nodes / affinity", "strict", "state", "comment")
+
+
+def _priorities(nodes: Any) -> str:
+    """{node: prio} as Proxmox writes it: 'node1:2,node2' (priority 0 left out)."""
+    if not isinstance(nodes, dict):
+        return "-"
+    return ",".join(f"{n}:{p}" if p else str(n) for n, p in sorted(nodes.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _flag(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def group_rows(groups: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    return [(str(g.get("group")), (str(g.get("group")), _priorities(g.get("nodes")), _flag(g.get("restricted")),
+                                   _flag(g.get("nofailback")), str(g.get("comment") or "")))
+            for g in groups]
+
+
+def rule_rows(rules: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    for r in rules:
+        if r.get("type") == "node-affinity":
+            where, strict = _priorities(r.get("nodes")), _flag(r.get("strict"))
+        else:
+            where, strict = str(r.get("affinity") or "-"), "-"
+        rows.append((str(r.get("rule")), (str(r.get("rule")), str(r.get("type")), ",".join(r.get("resources") or []),
+                                          where, strict, "disabled" if r.get("disable") else "enabled",
+                                          str(r.get("comment") or ""))))
+    return rows
+
+
 def format_age(age_s: float | None) -> str:
     if age_s is None:
         return "-"
@@ -174,7 +208,7 @@ def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
 def state_class(state: str) -> str:
     """A style name for a service or node state (the table colours it)."""
     word = state.split(" ", 1)[0]
-    if word in ("started", "online", "active"):
+    if word in ("started", "online", "active", "enabled"):
         return "ok"
     if word in ("error", "fence", "unknown", "gone", "old", "lost_agent_lock"):
         return "bad"

@@ -7,6 +7,7 @@ call the API themselves.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -16,7 +17,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
 
+from harepl.runtime.api.client import ApiClient, ApiClientError
 from tui import model
 from tui.widgets import ServiceDetail, StatusBar
 
@@ -194,3 +197,56 @@ class EventsScreen(Screen[None]):
             table.add_row(*[Text(c, style=style) for c in cells], key=str(event["key"]))
         if current is not None and current in {str(e["key"]) for e in log.kept}:
             table.move_cursor(row=table.get_row_index(current), animate=False)
+
+
+def fetch_config(client: ApiClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Blocking (worker thread): groups and rules, or the API's one-line error."""
+    try:
+        return list(client.get("/groups")), list(client.get("/rules")), None
+    except ApiClientError as exc:
+        return [], [], f"API error: {exc.message}"
+
+
+class ConfigScreen(Screen[None]):
+    """HA groups and rules (read-only), refreshed with the rest of the app."""
+
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("g,f5", "app.refresh", "Refresh")]
+
+    @property
+    def happ(self) -> HareplApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Groups", classes="section")
+        yield DataTable(id="groups", cursor_type="row")
+        yield Label("Rules", classes="section")
+        yield DataTable(id="rules", cursor_type="row")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._worker: Worker[Any] | None = None
+        self.query_one("#groups", DataTable).add_columns(*model.GROUP_COLUMNS)
+        self.query_one("#rules", DataTable).add_columns(*model.RULE_COLUMNS)
+        self.query_one(StatusBar).show(self.happ.status_line, self.happ.status_kind)
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        if self._worker is not None and self._worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            return
+        self._worker = self.run_worker(functools.partial(fetch_config, self.happ.client), name="config",
+                                       group="config", thread=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "config" or event.state != WorkerState.SUCCESS:
+            return
+        event.stop()    # the app's handler is for its own workers
+        result = event.worker.result
+        if not isinstance(result, tuple):
+            return
+        groups, rules, error = result
+        if error is not None:
+            self.happ.set_status(error, "error")
+            return
+        self.happ.fill_table(self.query_one("#groups", DataTable), model.group_rows(groups), ())
+        self.happ.fill_table(self.query_one("#rules", DataTable), model.rule_rows(rules), (5,))

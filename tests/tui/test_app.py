@@ -331,3 +331,32 @@ def test_history_notes_the_state_changes_it_sees(api: LocalApi) -> None:
             assert "state changed from 'started' to 'migrate'" in app.screen.query_one(ServiceDetail).plain
 
     run(go())
+
+
+def test_groups_and_rules_screen(api: LocalApi, client: ApiClient) -> None:
+    client.post("/rules", {"type": "node-affinity", "rule": "pin", "resources": "exec:web", "nodes": "node3:2,node2",
+                           "strict": 1})
+    client.post("/rules", {"type": "resource-affinity", "rule": "apart", "resources": "exec:web,exec:db",
+                           "affinity": "negative", "disable": 1, "comment": "keep apart"})
+
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("c")
+            await settle(pilot)
+            screen = app.screen
+            groups: DataTable[Any] = screen.query_one("#groups", DataTable)
+            rules: DataTable[Any] = screen.query_one("#rules", DataTable)
+            assert [[str(c) for c in groups.get_row_at(i)] for i in range(groups.row_count)] == [
+                ["front", "node1:2,node2", "no", "no", ""]]
+            assert [[str(c) for c in rules.get_row_at(i)] for i in range(rules.row_count)] == [
+                ["apart", "resource-affinity", "exec:db,exec:web", "negative", "-", "disabled", "keep apart"],
+                ["pin", "node-affinity", "exec:web", "node3:2,node2", "yes", "enabled", ""]]
+            # refreshed with the app: a group changed elsewhere shows up
+            client.put("/groups/front", {"restricted": 1})
+            await pilot.press("g")
+            await settle(pilot)
+            assert str(groups.get_row_at(0)[2]) == "yes"
+
+    run(go())

@@ -103,3 +103,12 @@ def test_transitions() -> None:
     assert [e["detail"]["text"] for e in log.for_service("vm:100")] == [
         "service 'vm:100': state changed from 'migrate' to 'started'",
         "service 'vm:100': node changed from 'n2' to 'n3'"]
+
+
+def test_group_and_rule_rows() -> None:
+    assert model.group_rows([{"group": "g", "nodes": {"a": 0, "b": 3, "c": 3}, "restricted": True,
+                              "nofailback": False, "comment": "x"}]) == [
+        ("g", ("g", "b:3,c:3,a", "yes", "no", "x"))]
+    assert model.rule_rows([{"rule": "r", "type": "resource-affinity", "resources": ["vm:1", "vm:2"],
+                             "affinity": "positive"}]) == [
+        ("r", ("r", "resource-affinity", "vm:1,vm:2", "positive", "-", "enabled", ""))]
