@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Label
+from textual.widgets import DataTable, Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
 from harepl.runtime.api.client import ApiClient, ApiClientError
@@ -37,14 +38,23 @@ class RefreshResult:
 
 
 def fetch_all(client: ApiClient, after_seq: int | None) -> RefreshResult:
-    """Blocking (worker thread): one refresh. API failures become one line, never raise."""
+    """Blocking (worker thread): one refresh. API failures become one line, never raise.
+
+    The history is read after the cluster state; when only the history fails, the state
+    is still shown and the history's error is the status line.
+    """
     try:
         snap = model.fetch_snapshot(client)
-        events = model.fetch_events(client, after_seq)
     except ApiClientError as exc:
         return RefreshResult(error=f"API error: {exc.message}")
     except Exception as exc:  # noqa: BLE001 - a bad answer must not kill the UI; say what it was
         return RefreshResult(error=f"API error: unexpected answer ({type(exc).__name__}: {exc})")
+    try:
+        events = model.fetch_events(client, after_seq)
+    except ApiClientError as exc:
+        return RefreshResult(snapshot=snap, error=f"API error (history): {exc.message}")
+    except Exception as exc:  # noqa: BLE001
+        return RefreshResult(snapshot=snap, error=f"API error (history): {type(exc).__name__}: {exc}")
     return RefreshResult(snapshot=snap, events=events)
 
 
@@ -72,6 +82,7 @@ class HareplApp(App[None]):
         Binding("n", "maintenance", "Node maint."),
         Binding("h", "history", "History"),
         Binding("c", "config", "Groups/rules"),
+        Binding("slash", "filter", "Filter"),
     ]
 
     def __init__(self, client: ApiClient, interval_s: float = 2.0) -> None:
@@ -85,6 +96,7 @@ class HareplApp(App[None]):
         self._refresh_worker: Worker[RefreshResult] | None = None
         self._error_shown = False       # the status bar shows a refresh error now
         self._refresh_again = False
+        self.filter_text = ""
         self.sub_title = client.target
 
     # ------------------------------------------------------------ layout
@@ -95,8 +107,10 @@ class HareplApp(App[None]):
             with Vertical(id="left"):
                 yield Label("Nodes", classes="section")
                 yield DataTable(id="nodes", cursor_type="row")
-                yield Label("Services", classes="section")
+                yield Label("Services", classes="section", id="services-title")
                 yield DataTable(id="services", cursor_type="row", zebra_stripes=True)
+                yield Input(placeholder="filter services: words in sid, node, state, group (Enter/Esc to close)",
+                            id="filter")
             with VerticalScroll(id="detail-pane"):
                 yield ServiceDetail(id="detail")
         yield StatusBar(id="status")
@@ -111,6 +125,7 @@ class HareplApp(App[None]):
         self.nodes_table.add_columns(*model.NODE_COLUMNS)
         self.services_table.add_columns(*model.SERVICE_COLUMNS)
         self.header.show(None)
+        self.query_one("#filter", Input).display = False
         self.set_status(self.status_line, "info")
         self.services_table.focus()
         self.action_refresh()
@@ -158,13 +173,15 @@ class HareplApp(App[None]):
     def _apply_refresh(self, result: RefreshResult) -> None:
         header = self.header
         if result.error is not None:
-            header.show(self.snapshot, stale=self.snapshot is not None)
-            if self.status_kind == "error" and not self._error_shown:
-                return      # an action's failure line stays: it already says why
-            self._error_shown = True
-            self.set_status(result.error, "error")
-            return
-        if self._error_shown or self.status_line.startswith("connecting"):
+            if result.snapshot is None:
+                header.show(self.snapshot, stale=self.snapshot is not None)
+            if not (self.status_kind == "error" and not self._error_shown):
+                # (an action's failure line stays: it already says why)
+                self._error_shown = True
+                self.set_status(result.error, "error")
+            if result.snapshot is None:
+                return
+        elif self._error_shown or self.status_line.startswith("connecting"):
             self._error_shown = False
             self.set_status(f"connected to {self.client.target}", "ok")
         previous, self.snapshot = self.snapshot, result.snapshot
@@ -174,7 +191,7 @@ class HareplApp(App[None]):
             self.events.observe(model.transitions(previous, self.snapshot), self.snapshot.wall_time_s)
         header.show(self.snapshot)
         self.fill_table(self.nodes_table, model.node_rows(self.snapshot), state_columns=(1, 2))
-        self.fill_table(self.services_table, model.service_rows(self.snapshot), state_columns=(2,))
+        self._fill_services()
         self._show_detail()
         for screen in self.screen_stack:
             view = getattr(screen, "refresh_view", None)
@@ -204,6 +221,44 @@ class HareplApp(App[None]):
             table.add_row(*[cell(i, c) for i, c in enumerate(cells)], key=key)
         if current in keys:
             table.move_cursor(row=keys.index(current), animate=False)
+
+    def _fill_services(self) -> None:
+        if self.snapshot is None:
+            return
+        every = model.service_rows(self.snapshot)
+        shown = model.filter_rows(every, self.filter_text)
+        self.fill_table(self.services_table, shown, state_columns=(2,))
+        title = "Services" if not self.filter_text.strip() else (
+            f"Services (filter '{self.filter_text.strip()}': {len(shown)} of {len(every)}; / to change)")
+        self.query_one("#services-title", Label).update(title)
+
+    # ------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self._fill_services()
+            self._show_detail()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._close_filter()
+
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = False
+        self.services_table.focus()
 
     # ------------------------------------------------------------ selection and detail
 

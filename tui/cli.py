@@ -26,9 +26,8 @@ def tui(api: str | None, interval_s: float) -> None:
 
     \b
     Keys: m migrate, r relocate, e enable, d disable, t requested state,
-    s stop, x remove, n node maintenance, Enter details, h history,
-    c groups and rules,
-    g refresh, q quit.
+    s stop, x remove, n node maintenance, / filter services, Enter details,
+    h history, c groups and rules, g refresh, q quit.
     """
     target = api or os.environ.get("HAREPL_API") or DEFAULT_SOCKET
     try:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harepl.runtime.api.client import ApiClient
+from harepl.runtime.api.client import ApiClient, ApiClientError
 
 # Proxmox shows a status older than this as "old timestamp - dead?" (same value as the API)
 STALE_AFTER_S = 30.0
@@ -205,6 +205,15 @@ def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
+def filter_rows(rows: list[tuple[str, tuple[str, ...]]], text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Rows where every word of `text` appears in some cell (case-insensitive)."""
+    words = text.lower().split()
+    if not words:
+        return rows
+    return [(key, cells) for key, cells in rows
+            if all(any(word in cell.lower() for cell in cells) for word in words)]
+
+
 def state_class(state: str) -> str:
     """A style name for a service or node state (the table colours it)."""
     word = state.split(" ", 1)[0]
@@ -340,6 +349,16 @@ class EventLog:
         return [e for e in self.kept if event_mentions(e, sid)][-limit:]
 
 
+def _events_page(client: ApiClient, **query: Any) -> list[dict[str, Any]]:
+    try:
+        return list(client.get("/events", include_status=0, **query))
+    except ApiClientError as exc:
+        # a daemon older than include_status (a rolling upgrade): everything, filtered here
+        if exc.status == 400 and "include_status" in exc.message:
+            return list(client.get("/events", **query))
+        raise
+
+
 def fetch_events(client: ApiClient, after_seq: int | None, max_pages: int = 5) -> list[dict[str, Any]]:
     """Blocking: events after `after_seq` (the latest page when None), oldest first.
 
@@ -347,10 +366,10 @@ def fetch_events(client: ApiClient, after_seq: int | None, max_pages: int = 5) -
     stay), so a page reaches further back than a page of everything would.
     """
     if after_seq is None:
-        return list(client.get("/events", limit=EVENTS_PAGE, include_status=0))
+        return _events_page(client, limit=EVENTS_PAGE)
     out: list[dict[str, Any]] = []
     for _ in range(max_pages):
-        page = client.get("/events", after=after_seq, limit=EVENTS_PAGE, include_status=0)
+        page = _events_page(client, after=after_seq, limit=EVENTS_PAGE)
         out.extend(page)
         if len(page) < EVENTS_PAGE:
             break

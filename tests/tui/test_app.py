@@ -360,3 +360,60 @@ def test_groups_and_rules_screen(api: LocalApi, client: ApiClient) -> None:
             assert str(groups.get_row_at(0)[2]) == "yes"
 
     run(go())
+
+
+def test_filter_services(api: LocalApi, client: ApiClient) -> None:
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("slash", "f", "r", "o", "n", "t")     # the group of exec:db; keys go to the box
+            await pilot.pause()
+            assert list(rows(app, "services")) == ["exec:db"]
+            assert "1 of 2" in str(app.query_one("#services-title").render())
+            await pilot.press("enter")
+            assert app.focused is app.services_table
+            await pilot.press("d", "y")                              # acts on the one shown
+            await settle(pilot)
+            assert client.get("/resources/exec:db")["state"] == "disabled"
+            assert client.get("/resources/exec:web")["state"] == "started"
+            assert list(rows(app, "services")) == ["exec:db"]      # the filter holds across refreshes
+            await pilot.press("slash", "ctrl+a", "ctrl+k", "escape")
+            await pilot.pause()
+            assert set(rows(app, "services")) == {"exec:db", "exec:web"}
+
+    run(go())
+
+
+def test_history_failure_still_shows_the_cluster(tmp_path: Any) -> None:
+    """A daemon that answers the state but not the history (a stand-in backend whose
+    read_events fails as the real one does when its store is unavailable): the tables
+    fill, the status line names the history's error."""
+    from harepl.runtime.api import BackendUnavailable, serve_api
+    from harepl.runtime.api.local_backend import LocalStoreBackend
+
+    class NoHistory(LocalStoreBackend):
+        def read_events(self, after_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+            raise BackendUnavailable("history unavailable: store snapshot being installed")
+
+    sock = os.path.join(tempfile.mkdtemp(prefix="htui-"), "api.sock")
+    backend = NoHistory(tmp_path / "state.db", "node1")
+    backend.submit({"op": "node_add", "node": "node1"})
+    backend.submit({"op": "resource_add", "sid": "exec:x",
+                    "config": {"type": "exec", "state": "started", "node": "node1", "max_restart": 1,
+                               "max_relocate": 1, "failback": True, "params": {"command": "sleep 1"}}})
+    handle = serve_api(backend, unix_path=sock)
+    try:
+        async def go() -> None:
+            app = HareplApp(ApiClient(sock, timeout_s=5.0), interval_s=3600)
+            async with app.run_test(size=SIZE) as pilot:
+                await settle(pilot)
+                assert list(rows(app, "services")) == ["exec:x"]
+                assert status(app).plain == ("API error (history): history unavailable: "
+                                             "store snapshot being installed")
+                assert "(stale)" not in app.header.plain
+
+        run(go())
+    finally:
+        handle.close()
+        backend.close()
