@@ -19,6 +19,7 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
@@ -122,10 +123,12 @@ class HareplApp(App[None]):
         # kept, not queried later: a worker result may arrive while the app is shutting down
         self.header = self.query_one(ClusterHeader)
         self.detail = self.query_one("#detail", ServiceDetail)
+        self.services_title = self.query_one("#services-title", Label)
+        self.filter_box = self.query_one("#filter", Input)
         self.nodes_table.add_columns(*model.NODE_COLUMNS)
         self.services_table.add_columns(*model.SERVICE_COLUMNS)
         self.header.show(None)
-        self.query_one("#filter", Input).display = False
+        self.filter_box.display = False
         self.set_status(self.status_line, "info")
         self.services_table.focus()
         self.action_refresh()
@@ -196,7 +199,10 @@ class HareplApp(App[None]):
         for screen in self.screen_stack:
             view = getattr(screen, "refresh_view", None)
             if view is not None:
-                view()
+                try:
+                    view()
+                except NoMatches:   # that screen is being closed (a result arriving at exit)
+                    pass
 
     @staticmethod
     def fill_table(table: DataTable[Any], rows: list[tuple[str, tuple[str, ...]]],
@@ -230,12 +236,12 @@ class HareplApp(App[None]):
         self.fill_table(self.services_table, shown, state_columns=(2,))
         title = "Services" if not self.filter_text.strip() else (
             f"Services (filter '{self.filter_text.strip()}': {len(shown)} of {len(every)}; / to change)")
-        self.query_one("#services-title", Label).update(title)
+        self.services_title.update(title)
 
     # ------------------------------------------------------------ filter
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.display = True
         box.focus()
 
@@ -250,13 +256,13 @@ class HareplApp(App[None]):
             self._close_filter()
 
     def on_key(self, event: events.Key) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if event.key == "escape" and box.has_focus:
             event.stop()
             self._close_filter()
 
     def _close_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.display = False
         self.services_table.focus()
 
