@@ -86,6 +86,16 @@ class Topology:
     def heal(self, node: str) -> None:
         ip("link", "set", self.port(node), "up")
 
+    def cut(self, a: str, b: str) -> None:
+        """Partial partition: `a` and `b` no longer reach each other (a blackhole route
+        each way), while both still reach everybody else."""
+        ip("-n", self.ns(a), "route", "add", "blackhole", f"{self.address(b)}/32")
+        ip("-n", self.ns(b), "route", "add", "blackhole", f"{self.address(a)}/32")
+
+    def uncut(self, a: str, b: str) -> None:
+        ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
+        ip("-n", self.ns(b), "route", "del", "blackhole", f"{self.address(a)}/32", check=False)
+
     def is_cut(self, node: str) -> bool:
         out = ip("-o", "link", "show", self.port(node)).stdout
         return "state DOWN" in out or "<BROADCAST,MULTICAST>" in out

