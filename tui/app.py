@@ -134,6 +134,15 @@ class HareplApp(App[None]):
         self.action_refresh()
         self.set_interval(self.interval_s, self.action_refresh)
 
+    # actions of the main screen: not from a dialog or another screen (they would act on
+    # a service the operator does not see, or stack a second dialog)
+    MAIN_SCREEN_ACTIONS = frozenset({"act", "maintenance", "filter", "history", "config"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.MAIN_SCREEN_ACTIONS and self.screen is not self.default_screen:
+            return False
+        return True
+
     # ------------------------------------------------------------ status line
 
     def set_status(self, line: str, kind: str = "info") -> None:

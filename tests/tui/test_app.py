@@ -417,3 +417,24 @@ def test_history_failure_still_shows_the_cluster(tmp_path: Any) -> None:
     finally:
         handle.close()
         backend.close()
+
+
+def test_main_screen_keys_do_nothing_in_dialogs_and_other_screens(api: LocalApi, client: ApiClient) -> None:
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            select_service(app, "exec:web")
+            await pilot.press("m")
+            picker = app.screen
+            await pilot.press("x", "d", "h")       # no second dialog, no history screen
+            assert app.screen is picker
+            await pilot.press("escape", "h")
+            assert isinstance(app.screen, EventsScreen)
+            await pilot.press("d", "x", "c")       # the history screen has no service actions
+            await settle(pilot)
+            assert isinstance(app.screen, EventsScreen)
+            assert client.get("/resources/exec:web")["state"] == "started"
+            assert {r["sid"] for r in client.get("/resources")} == {"exec:db", "exec:web"}
+
+    run(go())
