@@ -344,3 +344,29 @@ def test_five_nodes_survive_leader_sigkill(make_cluster) -> None:
     ds = c.dumps(rest)
     assert len(set(ds)) == 1
 
+
+
+def test_endless_message_on_raft_port_is_cut_off(make_cluster) -> None:
+    """A peer announcing a 2 GB message and streaming bytes is dropped at once
+    (pysyncobj alone would buffer everything it sends)."""
+    import struct
+
+    limit = 64 << 20  # stream this much; the member must cut us off long before
+
+    c = make_cluster(3)
+    c.wait_leader()
+    target = c.members[0]
+    host, port = target.addr.rsplit(":", 1)
+    sent = 0
+    chunk = b"\0" * (1 << 20)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        try:
+            s.sendall(struct.pack("i", 2**31 - 1))
+            while sent < limit:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < limit, "the member kept buffering"
+    assert target.proc is not None and target.proc.poll() is None
+    assert c.submit(target, C.noop())["ok"]

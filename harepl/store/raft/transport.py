@@ -4,9 +4,11 @@ logging of unauthenticated connections (part of `harepl.store.raft`)."""
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import Any
 
+from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 
 from .durable import _DurableJournal
@@ -14,6 +16,26 @@ from .durable import _DurableJournal
 log = logging.getLogger("harepl.store.raft")
 
 _KEEPALIVE = {"type": "harepl_keepalive"}  # ignored by pysyncobj's message handler
+
+#: largest message an incoming connection may announce.  pysyncobj has no limit: a peer
+#: announcing a 2 GB message and streaming bytes grows our memory without end (and its
+#: buffer concatenation is quadratic).  Its own messages are far smaller: 64 KiB batches,
+#: snapshots in 64 KiB pieces, our per-tick coalescing at most a few MiB.
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+class _CappedConnection(TcpConnection):  # type: ignore[misc]
+    """TcpConnection that drops a peer announcing a negative or oversized message."""
+
+    def _TcpConnection__processRead(self) -> bool:  # noqa: N802 - overrides the private method
+        more = bool(TcpConnection._TcpConnection__processRead(self))
+        buf = self._TcpConnection__readBuffer
+        if len(buf) >= 4:
+            (length,) = struct.unpack("i", buf[:4])
+            if length < 0 or length > MAX_MESSAGE_BYTES:
+                self.disconnect()
+                return False
+        return more
 
 
 class _GuardedTransport(TCPTransport):  # type: ignore[misc]
@@ -87,6 +109,8 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
             self._incoming_peer[id(conn)] = f"{host}:{port}"
         except Exception:  # noqa: BLE001
             self._incoming_peer[id(conn)] = "unknown peer"
+        if type(conn) is TcpConnection:
+            conn.__class__ = _CappedConnection
         super()._onNewIncomingConnection(conn)
 
     def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
