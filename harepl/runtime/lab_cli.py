@@ -18,7 +18,8 @@ def _run(action: Callable[[], None]) -> None:
     try:
         action()
     except LabError as exc:
-        raise click.ClickException(str(exc)) from None
+        click.echo(f"harepl lab: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 @click.group()
