@@ -9,7 +9,8 @@
    next to the configured bound lease_timeout_s + loop_s + agent start time, where agent
    start time = ceil(N / max_workers) x the measured start of one exec service.
 2. Planned migrate: one service, `migrate` via the API, time until it started on the
-   target; median of --migrate-reps.
+   target (whose LRM is already active: an anchor service runs there); median of
+   --migrate-reps.
 3. Idle daemon: CPU (% of one core) and RSS of each node daemon over --idle-s seconds,
    no services configured.
 
@@ -158,6 +159,10 @@ def migrate_once(profile: str) -> float:
     lab, d = _lab(profile)
     try:
         ledger = d / "ledger"
+        # an anchor service keeps the target's LRM active (watchdog open), as on a node
+        # that already runs services; the first service on an idle node also pays for
+        # arming its watchdog (spawning the process watchdog)
+        _add(lab, "node1", "exec:anchor", "node2", ledger)
         _add(lab, "node1", "exec:m", "node1", ledger)
         _wait(lambda: [x for x in _starts(ledger) if x[1] == "node1"], "start on node1", 60)
         time.sleep(1.0)
@@ -166,7 +171,8 @@ def migrate_once(profile: str) -> float:
                                     {"node": "node2"}, timeout_s=30)
         if status not in (200, 201, 202):
             raise RuntimeError(f"migrate: HTTP {status}: {body}")
-        got = _wait(lambda: [t for s, node, t in _starts(ledger) if node == "node2"], "start on node2", 60)
+        got = _wait(lambda: [t for s, node, t in _starts(ledger) if s == "exec:m" and node == "node2"],
+                    "start on node2", 60)
         return float(got[0] - t0)
     finally:
         lab.down()
@@ -218,7 +224,7 @@ def main() -> int:
         start_s = agent_start_s(profile)
         report["agent_start_s"][profile] = start_s
         print(f"# {profile}: one exec agent start = {start_s:.3f} s", flush=True)
-        for n in [int(x) for x in args.sizes.split(",")]:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
             runs = [failover_once(profile, n) for _ in range(args.reps)]
             alls = [r["all_s"] for r in runs]
             bound = t.lease_timeout_s + t.loop_s + math.ceil(n / t.max_workers) * start_s
