@@ -21,7 +21,7 @@ test: install
 	$(BIN)/pytest -q
 
 demo: install
-	$(BIN)/harepl demo
+	$(BIN)/python -m harepl.runtime.demo   # the real 3-node lab (`harepl demo` still names the simulator demo)
 
 lint: install
 	$(BIN)/ruff check harepl tui tests
