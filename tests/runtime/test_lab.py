@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def test_lab_lifecycle_leaves_no_process_behind() -> None:
         assert procs.node_pids(None, os.path.join(d, node)) == []
     code, out = run("status", "--dir", d)
     assert code == 0 and out.count("stopped") == 3, out
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_lab_errors_are_one_line_exit_2(tmp_path: Path) -> None:
