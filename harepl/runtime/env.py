@@ -489,6 +489,14 @@ class RuntimeEnv:
     def get_datacenter_settings(self) -> DatacenterConfig:
         return {}
 
+    def get_static_node_stats(self) -> dict[str, dict[str, float]]:
+        # no datacenter settings are replicated yet (crs.ha is always 'basic'), so the
+        # static/dynamic schedulers are never selected; {} falls back to 'basic'
+        return {}
+
+    def get_service_stats(self, kind: str) -> dict[str, dict[str, float]]:
+        return {}
+
     def read_crm_commands(self) -> list[str]:
         queued = self._read(reads.crm_commands)
         if not queued:

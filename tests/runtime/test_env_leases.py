@@ -1,0 +1,109 @@
+"""The runtime Env's leases over a real (one-member) Raft store: the node lease is kept,
+judged expired only on the judge's own monotonic clock, taken by compare-and-swap, and
+the old holder's fenced writes are then rejected."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
+from harepl.runtime.config import Member, NodeConfig, Timing
+from harepl.runtime.env import NodeContext, RuntimeEnv
+from harepl.runtime.nodelog import NodeLog
+from harepl.store import commands as C
+from harepl.store import reads
+from harepl.store.client import Client
+from harepl.store.raft import StoreNode
+
+pytestmark = pytest.mark.timeout(120)
+
+TIMING = Timing(loop_s=0.2, lease_local_s=0.6, watchdog_s=0.8, lease_timeout_s=3.0, margin_s=0.1, max_workers=4)
+
+
+def _port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+def _cfg(node: str, tmp: Path) -> NodeConfig:
+    return NodeConfig(node=node, members=(Member("n1", "127.0.0.1", 1), Member("n2", "127.0.0.1", 2)),
+                      data_dir=tmp, secret_file=tmp / "s", api_socket=tmp / "a.sock", api_tcp=None,
+                      api_token_file=None, profile="test", timing=TIMING, watchdog_backend="process",
+                      watchdog_device=Path("/dev/watchdog"), log_file=tmp / f"{node}.log")
+
+
+@pytest.fixture
+def client(tmp_path: Path):  # type: ignore[no-untyped-def]
+    addr = f"127.0.0.1:{_port()}"
+    node = StoreNode(addr, [addr], str(tmp_path / "store"), "test-secret")
+    c = Client(node)
+    deadline = time.monotonic() + 30
+    while not c.quorate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield c
+    node.stop()
+
+
+def test_node_lease_is_judged_on_our_clock_and_taken_by_cas(client: Client, tmp_path: Path) -> None:
+    stop = threading.Event()
+    log = NodeLog("n1", tmp_path / "n.log")
+    ctx1 = NodeContext(_cfg("n1", tmp_path), client, None, None, stop)
+    ctx2 = NodeContext(_cfg("n2", tmp_path), client, None, None, stop)
+    lrm1 = RuntimeEnv(ctx1, "lrm", log.for_role("lrm"))
+    crm2 = RuntimeEnv(ctx2, "crm", log.for_role("crm"))
+    assert isinstance(lrm1, Env)
+
+    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    assert lrm1.get_ha_agent_lock() and ctx1.node_lease_valid()
+    lrm1.write_lrm_status({"mode": "active", "state": "active", "results": {}})
+    epoch1 = client.read(lambda c: reads.agent_lease_of(c, "n1"), linearizable=False)["epoch"]
+
+    # n2 has just seen n1's lease renewed: not expired on n2's clock, so it cannot take it
+    assert not crm2.get_ha_agent_lock("n1")
+    # n1 stops renewing; n2 keeps looking; only lease_timeout_s of n2's own time later...
+    seen_unchanged_since = time.monotonic()
+    while time.monotonic() - seen_unchanged_since < TIMING.lease_timeout_s + 0.2:
+        ctx2.observe()
+        time.sleep(0.1)
+    assert not ctx1.node_lease_valid()  # lease_local_s ran out without renewal on n1's side
+    assert crm2.get_ha_agent_lock("n1")  # ...may n2 take it (new epoch)
+    lease = client.read(lambda c: reads.agent_lease_of(c, "n1"), linearizable=False)
+    assert lease["holder"] == "n2" and lease["epoch"] == epoch1 + 1
+
+    # the old holder's renewal and its fenced writes are rejected
+    assert not ctx1.keep_node_lease(log.for_role("lrm"))
+    assert not ctx1.holds_node_lease
+    with pytest.raises(StoreUnavailableError):
+        lrm1.write_lrm_status({"mode": "active", "state": "active", "results": {}})
+    with pytest.raises(StaleLeaseError):
+        lrm1._submit_fenced(C.lrm_status_set("n1", {"mode": "active"}, epoch1))
+    rejected = client.read(lambda c: reads.events(c, rejected_only=True), linearizable=False)
+    assert any("stale_epoch" in e["detail"] for e in rejected)
+
+
+def test_manager_lease_and_fenced_manager_writes(client: Client, tmp_path: Path) -> None:
+    stop = threading.Event()
+    log = NodeLog("n1", tmp_path / "n.log")
+    crm1 = RuntimeEnv(NodeContext(_cfg("n1", tmp_path), client, None, None, stop), "crm", log.for_role("crm"))
+    ctx2 = NodeContext(_cfg("n2", tmp_path), client, None, None, stop)
+    crm2 = RuntimeEnv(ctx2, "crm", log.for_role("crm"))
+    assert crm1.get_ha_manager_lock()
+    crm1.write_manager_status({"master_node": "n1", "node_status": {}, "service_status": {}})
+    assert not crm2.get_ha_manager_lock()  # held and fresh on n2's clock
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < ctx2.manager_timeout_s + 0.2:
+        ctx2.observe()
+        time.sleep(0.1)
+    assert crm2.get_ha_manager_lock()
+    with pytest.raises(StaleLeaseError):  # the deposed master's write carries its old epoch
+        crm1.write_manager_status({"master_node": "n1", "node_status": {}, "service_status": {}})
+    crm2.write_manager_status({"master_node": "n2", "node_status": {}, "service_status": {}})
+    assert client.read(reads.manager_status, linearizable=False)["master_node"] == "n2"
