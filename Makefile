@@ -21,7 +21,7 @@ test: install
 	$(BIN)/pytest -q
 
 demo: install
-	$(BIN)/python -m harepl.runtime.demo   # the real 3-node lab (`harepl demo` still names the simulator demo)
+	$(BIN)/harepl demo   # a real 3-node lab; `harepl sim demo` is the simulated one
 
 lint: install
 	$(BIN)/ruff check harepl tui tests

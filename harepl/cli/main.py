@@ -15,8 +15,9 @@ SUBCOMMANDS: dict[str, str] = {
     "sim": "harepl.sim.cli:sim",
     "daemon": "harepl.runtime.daemon_cli:daemon",
     "lab": "harepl.runtime.lab_cli:lab",
-    # `make demo`: the simulator's built-in scenario until the real-cluster demo lands
-    "demo": "harepl.sim.demo:demo",
+    # `make demo`: a real 3-node lab with demo services and a failover
+    # (the simulator's demo is `harepl sim demo`)
+    "demo": "harepl.runtime.demo:demo",
     "bench": "harepl.bench.cli:bench",
     "tui": "tui.cli:tui",
 }

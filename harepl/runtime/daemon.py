@@ -122,7 +122,9 @@ def stop_all(agents: list[Agent], host: AgentHost, deadline: float) -> tuple[lis
         ok = False
         if not host.runner.busy(agent.sid):
             try:
-                ok = agent.stop().ok and agent.status() is not Status.RUNNING
+                # only a confirmed STOPPED counts: UNKNOWN (a monitor timeout) may still be running,
+                # and a clean watchdog close on it would give up the node's self-fence
+                ok = agent.stop().ok and agent.status() is Status.STOPPED
             except Exception:  # noqa: BLE001 - a broken agent counts as not stopped
                 ok = False
         with lock:

@@ -62,8 +62,10 @@ def run_cmd(scenario_dir: Path, log_file: Path, status_json: Path | None, profil
 
 # `harepl sim check` (golden logs) and `harepl sim fuzz` (seeded random runs) live in their
 # own modules (scenarios helper); registered here so that they share the `sim` group.
+from harepl.sim.demo import demo as sim_demo  # noqa: E402
 from harepl.sim.fuzz import fuzz  # noqa: E402
 from harepl.sim.golden import check  # noqa: E402
 
 sim.add_command(check)
 sim.add_command(fuzz)
+sim.add_command(sim_demo)

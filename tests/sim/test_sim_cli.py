@@ -121,7 +121,7 @@ def test_fast_profiles_fail_over_sooner(tmp_path: Path, profile: str) -> None:
 
 
 def test_demo_prints_status() -> None:
-    res = CliRunner().invoke(cli, ["demo"])
+    res = CliRunner().invoke(cli, ["sim", "demo"])
     assert res.exit_code == 0, res.output
     assert "quorum OK" in res.output and "service ct:103 (node" in res.output
     assert "master node1 (active" in res.output
