@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(420)]
 NODES = ("node1", "node2", "node3")
 RUN_S = float(os.environ.get("HAREPL_JEPSEN_RUN_S", "45"))
 CONVERGE_S = 180.0
+OVERLAP = os.environ.get("HAREPL_JEPSEN_OVERLAP") == "1"
 
 
 @dataclass
@@ -103,26 +104,33 @@ def workload(c: Any, rng: random.Random, hist: History, sids: list[str], stop: t
 def nemesis(c: Any, rng: random.Random, hist: History, until: float) -> None:
     lab, topo = c.lab, c.topo
     while time.monotonic() < until:
-        node = rng.choice(NODES)
-        other = rng.choice([n for n in NODES if n != node])
-        fault = rng.choice(["kill", "pause", "partition", "cut"])
+        # usually one fault; with HAREPL_JEPSEN_OVERLAP=1, sometimes two at once on
+        # different nodes (no quorum anywhere until one heals)
+        n_faults = 2 if OVERLAP and rng.random() < 0.4 else 1
+        victims = rng.sample(NODES, n_faults)
+        applied: list[tuple[str, str, str]] = []
         hold_s = rng.uniform(2.0, 8.0)
-        what = f"{fault} {node}" + (f" <-> {other}" if fault == "cut" else "")
-        hist.faults.append(f"{time.monotonic():.1f} {what} for {hold_s:.1f}s")
-        if fault == "kill":
-            lab.kill(node)
-        elif fault == "pause":
-            if lab.running_daemon(node):
-                lab.pause(node)
-        elif fault == "partition":
-            topo.partition(node)
-        else:
-            topo.cut(node, other)
+        for node in victims:
+            other = rng.choice([n for n in NODES if n != node])
+            fault = rng.choice(["kill", "pause", "partition", "cut"])
+            what = f"{fault} {node}" + (f" <-> {other}" if fault == "cut" else "")
+            hist.faults.append(f"{time.monotonic():.1f} {what} for {hold_s:.1f}s")
+            if fault == "kill":
+                lab.kill(node)
+            elif fault == "pause":
+                if lab.running_daemon(node):
+                    lab.pause(node)
+            elif fault == "partition":
+                topo.partition(node)
+            else:
+                topo.cut(node, other)
+            applied.append((fault, node, other))
         time.sleep(hold_s)
-        if fault == "cut":
-            topo.uncut(node, other)
-        heal(c, node)
-        hist.faults.append(f"{time.monotonic():.1f} heal {what}")
+        for fault, node, other in applied:
+            if fault == "cut":
+                topo.uncut(node, other)
+            heal(c, node)
+            hist.faults.append(f"{time.monotonic():.1f} heal {fault} {node}")
         time.sleep(rng.uniform(2.0, 6.0))
 
 
