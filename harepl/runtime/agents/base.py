@@ -10,16 +10,17 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-# Proxmox's result codes for agent actions (CONTRACTS.md).
-SUCCESS = 0
-ERROR = 1
-ETRY_AGAIN = 2
-EWRONG_NODE = 3
-EUNKNOWN_SERVICE_TYPE = 4
-EUNKNOWN_COMMAND = 5
-EINVALID_PARAMETER = 6
-EUNKNOWN_SERVICE = 7
-IGNORED = 8
+from harepl.core.types import (  # re-exported: Proxmox's result codes, defined once in the core
+    EINVALID_PARAMETER,
+    ERROR,
+    ETRY_AGAIN,
+    EUNKNOWN_COMMAND,
+    EUNKNOWN_SERVICE,
+    EUNKNOWN_SERVICE_TYPE,
+    EWRONG_NODE,
+    IGNORED,
+    SUCCESS,
+)
 
 CODE_NAMES = {
     SUCCESS: "SUCCESS",
