@@ -422,6 +422,6 @@ class Manager(CommandsMixin):
         else:
             self._log("err", f"recovering service '{sid}' from fenced node '{fenced_node}' failed, no recovery node found")
             if cd["state"] == "disabled":
-                sd.pop("failed_nodes", None)
+                # failed nodes kept, as on error -> stopped: only a successful start resets them
                 self._change_state(sid, "stopped")
 

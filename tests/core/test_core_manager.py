@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harepl.core.config import parse_groups
 from harepl.core.manager import Manager, ManagerView
 from harepl.core.types import ERROR, SUCCESS, ServiceConfig
 
@@ -261,3 +262,18 @@ def test_restricted_group_without_online_member_keeps_the_service_stopped() -> N
     assert m.ss["vm:101"]["state"] == "stopped"  # and it stays so: no member online
     m.manage(v(30, NODES), p)  # node3 is back: started there (moved from node1)
     assert m.ss["vm:101"]["state"] == "migrate" and m.ss["vm:101"]["target"] == "node3"
+
+
+def test_disabled_service_without_recovery_node_keeps_its_failed_nodes() -> None:
+    # seed, RECOVERY POLICY: the relocate count resets only after a successful start - also
+    # when a service whose recovery finds no node is disabled (Proxmox forgets it there)
+    groups = parse_groups("group: only3\n\tnodes node3\n\trestricted 1\n")
+    old = {"service_status": {"vm:103": {"state": "recovery", "node": "node3", "uid": "x",
+                                         "failed_nodes": ["node1"]}},
+           "node_status": {"node1": "online", "node2": "online", "node3": "unknown"}}
+    m, p = Manager("node1", old), Ports(fence_ok=True)  # type: ignore[arg-type]
+    sc = {"vm:103": svc("node3", "disabled", group="only3")}
+    m.manage(ManagerView(now=0, node_info={n: {"online": n != "node3"} for n in NODES}, lrm_status={},
+                         service_config=sc, groups=groups), p)
+    assert "recovering service 'vm:103' from fenced node 'node3' failed, no recovery node found" in p.lines
+    assert m.ss["vm:103"]["state"] == "stopped" and m.ss["vm:103"]["failed_nodes"] == ["node1"]
