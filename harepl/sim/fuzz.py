@@ -103,8 +103,8 @@ def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = N
                 batch.append(cmd)
         cmdlist.append(batch or ["delay 0"])
 
-    # Let shutdowns and reboots still in flight finish first: a power-on of a node that is
-    # still shutting down hits a known simulator defect (power-on-during-shutdown).
+    # Let shutdowns and reboots still in flight finish first (a power-on of a node that is
+    # still shutting down would be a no-op, and the healing would not heal it).
     cmdlist += [["delay 0"]] * SETTLE_BATCHES
     # Heal every fault, then give the cluster time to converge.
     heal: list[str] = []
@@ -125,10 +125,7 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
         weights=[3, 4, 1, 1, 1, 1, 1, 6],
     )[0]
     if kind == "power":
-        if node in model.down_soon:
-            # Simulator gap (reported): a power command on a node whose shutdown/reboot is
-            # in flight leaves it on with a CRM and no LRM, forever. Not generated.
-            return None
+        # also while a shutdown/reboot is in flight: 'power on' of a node still on is a no-op
         model.power[node] = not model.power[node]
         model.crm[node] = True  # a node that powers on starts its CRM again
         return f"power {node} {'on' if model.power[node] else 'off'}"
@@ -136,9 +133,7 @@ def _random_command(rng: random.Random, names: list[str], config: dict[str, dict
         model.network[node] = not model.network[node]
         return f"network {node} {'on' if model.network[node] else 'off'}"
     if kind in ("reboot", "shutdown"):
-        if not model.power[node] or node in model.down_soon or not model.crm[node]:
-            # Simulator gap (reported): shutting down a node whose CRM was stopped never
-            # powers it off (the power-off waits for the CRM to exit). Not generated.
+        if not model.power[node] or node in model.down_soon:
             return None
         model.down_soon.add(node)
         model.crm[node] = True  # back with the node (reboot) or with the healing power-on
@@ -272,84 +267,10 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
 # signature in the log so that a failing seed is still reported (as known) and any *other*
 # failure stays a plain failure. An entry is deleted when its defect is fixed.
 
-_STALE_EPOCH = re.compile(r"\s(?P<node>\S+)/lrm: unable to write lrm status file - node lease epoch \d+ of "
-                          r"'(?P=node)' is not current")
-_SHUTDOWN_REQ = re.compile(r"\s(?P<node>\S+)/lrm: (?:got shutdown request|restart LRM, freeze all services)")
-_LRM_EXIT = re.compile(r"\s(?P<node>\S+)/lrm: exit \(loop end\)")
-
-
-def _stale_node_lease(log: str) -> bool:
-    return len(_STALE_EPOCH.findall(log)) >= 5
-
-
-def _shutdown_never_ends(log: str) -> bool:
-    """A node's LRM got a shutdown/reboot/restart request and never exited nor lost power after."""
-    pending: set[str] = set()
-    for line in log.splitlines():
-        if m := _SHUTDOWN_REQ.search(line):
-            pending.add(m["node"])
-        elif m := _LRM_EXIT.search(line):
-            pending.discard(m["node"])
-        elif m := _POWER_OFF.search(line):
-            pending.discard(m["a"] or m["b"])
-    return bool(pending)
-
-
-_CRM_UP = re.compile(r"\s(?P<node>\S+)/crm: status change startup => ")
-_CRM_DOWN = re.compile(r"\s(?P<node>\S+)/crm: (?:exit \(loop end\)|killed by poweroff)")
-_CRM_STOP_BY_SHUTDOWN = re.compile(r"(?:shutdown|reboot): execute crm (?P<node>\S+) stop")
-
-
-def _shutdown_power_defects(log: str) -> bool:
-    """`power X on` while X is on and shutting down, or a shutdown of X whose CRM was stopped:
-    either way X never powers off (scenarios power-on-during-shutdown, shutdown-with-crm-stopped)."""
-    shutting: set[str] = set()
-    crm_up: set[str] = set()
-    for line in log.splitlines():
-        if m := _SHUTDOWN_REQ.search(line):
-            shutting.add(m["node"])
-        elif (m := _POWER.search(line)) and m["how"] == "on" and m["node"] in shutting:
-            return True
-        elif m := _POWER_OFF.search(line):
-            shutting.discard(m["a"] or m["b"])
-        elif m := _CRM_STOP_BY_SHUTDOWN.search(line):
-            if m["node"] not in crm_up:
-                return True
-        elif m := _CRM_UP.search(line):
-            crm_up.add(m["node"])
-        elif m := _CRM_DOWN.search(line):
-            crm_up.discard(m["node"])
-    return False
-
-
-def _watchdog_expired_crash(log: str) -> bool:
-    return "RuntimeError: watchdog expired" in log
-
-
 KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
-    "shutdown-never-powers-off": (
-        "core (sim hardware): 'power X on' while X is on and shutting down clears the "
-        "shutdown, and a shutdown of a node whose CRM is stopped waits for a CRM exit that "
-        "never comes; X stays on without LRM, its services 'started' but stopped. The "
-        "generator avoids the plain cases; these are the ones it cannot foresee (a shutdown "
-        "stuck without quorum, a CRM start ignored)",
-        _shutdown_power_defects),
-    "watchdog-expired-crash": (
-        "core: under the default/fast profiles the simulator raises RuntimeError('watchdog "
-        "expired') from Hardware.watchdog_update (a watchdog fed after it should have fired) "
-        "instead of powering the node off; no log, no exit code 0/2/3",
-        _watchdog_expired_crash),
-    "stale-node-lease": (
-        "core: after the CRM took a node's lock while fencing it, that node's LRM, once back, "
-        "never gets its lease again ('node lease epoch N ... is not current' every round) and "
-        "never runs a service; reproducer: power a node off, wait ~200 s, power it on",
-        _stale_node_lease),
-    "shutdown-never-ends": (
-        "core: an LRM asked to reboot, shut down or restart while the CRM has one of its "
-        "services in 'migrate'/'relocate' does not carry that move out and waits forever for "
-        "it; the node never goes down and the LRM never comes back (Proxmox's LRM finishes "
-        "the move, then exits)",
-        _shutdown_never_ends),
+    # none open: stale-node-lease, shutdown-never-powers-off, watchdog-expired-crash and
+    # shutdown-never-ends were fixed (sim process start, shutdown sequence, watchdog, LRM
+    # finishing pending moves) and no longer occur
 }
 
 
