@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from harepl.core.types import (  # re-exported: Proxmox's result codes, defined once in the core
+from harepl.core.types import (  # Proxmox's result codes, defined once in the core
     EINVALID_PARAMETER,
     ERROR,
     ETRY_AGAIN,
@@ -21,6 +21,10 @@ from harepl.core.types import (  # re-exported: Proxmox's result codes, defined 
     IGNORED,
     SUCCESS,
 )
+
+# re-exported for the agents' modules and users (explicit, for mypy --strict)
+__all__ = ["EINVALID_PARAMETER", "ERROR", "ETRY_AGAIN", "EUNKNOWN_COMMAND", "EUNKNOWN_SERVICE",
+           "EUNKNOWN_SERVICE_TYPE", "EWRONG_NODE", "IGNORED", "SUCCESS"]
 
 CODE_NAMES = {
     SUCCESS: "SUCCESS",
