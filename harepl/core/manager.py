@@ -220,6 +220,17 @@ class Manager(CommandsMixin):
         if self.ns.node_is_offline_delayed(sd["node"], self.now):
             self._change_state(sid, "fence")
 
+    def _move_allowed(self, sid: str, task: str, target: str) -> bool:
+        """A queued migrate/relocate may run: its target is online and not the current node
+        (otherwise the request is dropped with Proxmox's log line)."""
+        if not self.ns.node_is_online(target):
+            self._log("err", f"ignore service '{sid}' {task} request - node '{target}' not online")
+            return False
+        if self.ss[sid]["node"] == target:
+            self._log("info", f"ignore service '{sid}' {task} request - service already on node '{target}'")
+            return False
+        return True
+
     def _next_state_stopped(self, sid: str, cd: ServiceConfig, lrm_res: LrmResult | None) -> None:
         sd = self.ss[sid]
         ns = self.ns
@@ -232,11 +243,7 @@ class Manager(CommandsMixin):
             task = cmd[0] if cmd else ""
             if task in ("migrate", "relocate"):
                 target = cmd[1]
-                if not ns.node_is_online(target):
-                    self._log("err", f"ignore service '{sid}' {task} request - node '{target}' not online")
-                elif sd["node"] == target:
-                    self._log("info", f"ignore service '{sid}' {task} request - service already on node '{target}'")
-                else:
+                if self._move_allowed(sid, task, target):
                     self._change_state(sid, task, node=sd["node"], target=target)
                     return
             elif task == "stop":
@@ -314,11 +321,7 @@ class Manager(CommandsMixin):
             task = cmd[0] if cmd else ""
             if task in ("migrate", "relocate"):
                 target = cmd[1]
-                if not ns.node_is_online(target):
-                    self._log("err", f"ignore service '{sid}' {task} request - node '{target}' not online")
-                elif sd["node"] == target:
-                    self._log("info", f"ignore service '{sid}' {task} request - service already on node '{target}'")
-                else:
+                if self._move_allowed(sid, task, target):
                     self._log("info", f"{task} service '{sid}' to node '{target}'")
                     self._change_state(sid, task, node=sd["node"], target=target)
             elif task == "stop":
