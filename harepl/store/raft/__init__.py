@@ -33,7 +33,10 @@ Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by co
    the first vote request after a leader died was lost.  Keepalives every 0.5 s.
 7. *Two membership changes at once*: pysyncobj never records the pending change, so
    its one-at-a-time check never fires; `_Replica` overrides it.
-8. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
+8. *No pre-vote, no leader stickiness*: a node cut off from the leader only (partial
+   partition) or rejoining after a partition bumped its term and deposed a healthy
+   leader, repeatedly.  `election.py` adds both (Raft thesis 9.6) by overriding.
+9. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
    that fail to authenticate (wrong secret, garbage) are dropped and logged in one line.
 """
 
@@ -57,6 +60,7 @@ from .. import reads
 from ..apply import StoreFault, apply
 from ..schema import connect
 from .durable import _DurableJournal, _fsync_path
+from .election import _ElectionGuard
 from .transport import _GuardedTransport
 
 log = logging.getLogger("harepl.store.raft")
@@ -142,13 +146,16 @@ class RaftSettings:
         )
 
 
-class _Replica(SyncObj):  # type: ignore[misc]
-    """The pysyncobj object: one replicated method over this node's SQLite database."""
+class _Replica(_ElectionGuard, SyncObj):  # type: ignore[misc]
+    """The pysyncobj object: one replicated method over this node's SQLite database;
+    elections with pre-vote and leader stickiness (`election.py`)."""
 
     def __init__(self, node: StoreNode, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._node = node
         self._pending_change_idx: int | None = None
+        self._init_election_guard(sticky_s=conf.raftMinTimeout)
         super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
+        self._last_append = self._SyncObj__transport.last_append
 
     def _SyncObj__changeCluster(self, request: Any) -> bool:  # noqa: N802 - overrides the private method
         """One membership change at a time.  pysyncobj 0.3.17 means to refuse a change
@@ -356,7 +363,7 @@ class StoreNode:
                 "last_applied": o.raftLastApplied, "members": self.members(),
                 "connected": sorted(str(n.id) for n in o.otherNodes if o.isNodeConnected(n)),
                 "log_len": len(self.journal), "fsyncs": self.journal.syncs,
-                "bad_connections": self.transport.bad_connections}
+                "bad_connections": self.transport.bad_connections, "elections": dict(o.election_stats)}
 
     def force_compaction(self) -> None:
         self._obj.forceLogCompaction()

@@ -1,0 +1,212 @@
+"""Pre-vote and leader stickiness for pysyncobj 0.3.17 (Raft thesis section 9.6; part of
+`harepl.store.raft`).
+
+pysyncobj has neither, so a follower that cannot hear the leader while everyone else
+can (a partial partition), or a node rejoining after a partition, bumps its term and its
+`request_vote` deposes a healthy leader -- again and again under a partial partition.
+`_ElectionGuard` (a mixin before SyncObj in `_Replica`) adds, by overriding, never by
+copying:
+
+1. *Leader stickiness (check-quorum)*: a node that heard its leader's append_entries
+   within `sticky_s` (the minimum election timeout, on its own monotonic clock) ignores
+   `request_vote` -- no vote, no adoption of the term; a leader ignores it while a
+   majority of followers answered within `sticky_s`.  Ignoring a message is always safe
+   (it is what a lost message does).
+2. *Pre-vote*: when pysyncobj's election deadline passes, we first ask every peer
+   `harepl_prevote` ("would you vote for me in term+1?").  A peer grants when it has no
+   fresh leader (rule 1), the term would be new to it and our log is at least as
+   up to date as its own; it changes no state either way.  Only when a majority granted
+   do we let pysyncobj start the real election (term+1, request_vote).  So a node that
+   cannot win -- cut off from the leader but not from the others, or alone -- keeps its
+   term and deposes nobody.
+3. *Stale-term answer*: pysyncobj silently drops an append_entries of a lower term, so a
+   node whose term got ahead (its pre-vote passed, the election failed) could neither
+   rejoin nor -- with rule 1 -- be heard.  It answers `harepl_stale_term` and the leader
+   adopts the higher term and steps down (as Raft's AppendEntries reply does; etcd does the
+   same with check-quorum).  With pre-vote this is rare: one election, not a flap.
+
+Raft's safety is untouched: votes are still granted only by pysyncobj (one per term,
+persisted before the reply leaves -- see the transport), a leader still needs a majority,
+and terms only ever grow.  Our messages travel only on authenticated connections and are
+accepted only from members (`otherNodes`).
+
+Not supported: pysyncobj's `transferLeadership` (its `request_vote` would be ignored by
+sticky followers; harepl never calls it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("harepl.store.raft")
+
+FOLLOWER, CANDIDATE, LEADER = 0, 1, 2  # pysyncobj's _RAFT_STATE
+PREVOTE, PREVOTE_REPLY, STALE_TERM = "harepl_prevote", "harepl_prevote_reply", "harepl_stale_term"
+
+
+@dataclass(frozen=True)
+class VoterView:
+    """What a node knows when it judges someone else's (pre-)vote request."""
+
+    term: int
+    state: int
+    #: follower: seconds since its leader's last append_entries (None: no leader known)
+    leader_heard_ago_s: float | None
+    #: leader: followers that answered within sticky_s
+    fresh_followers: int
+    cluster_size: int
+    last_log_term: int
+    last_log_index: int
+    sticky_s: float
+
+
+def has_fresh_leader(v: VoterView) -> bool:
+    """Rule 1: this node knows a live leader (or is one, with a majority answering)."""
+    if v.state == LEADER:
+        return 2 * (v.fresh_followers + 1) > v.cluster_size
+    return v.leader_heard_ago_s is not None and v.leader_heard_ago_s < v.sticky_s
+
+
+def grant_prevote(v: VoterView, term: int, last_log_term: int, last_log_index: int) -> bool:
+    """Would this node vote for a candidate in `term` with that log (Raft 5.4.1)?"""
+    return (term > v.term and not has_fresh_leader(v)
+            and (last_log_term, last_log_index) >= (v.last_log_term, v.last_log_index))
+
+
+def is_majority(granted: int, cluster_size: int) -> bool:
+    return 2 * granted > cluster_size
+
+
+class _ElectionGuard:
+    """Mixin for pysyncobj's SyncObj: pre-vote, stickiness, stale-term answers."""
+
+    _sticky_s: float
+    _last_append: dict[Any, float]  # the transport's: node -> monotonic time of its last append_entries
+
+    def _init_election_guard(self, sticky_s: float) -> None:
+        self._sticky_s = sticky_s
+        self._last_append = {}
+        self._pv_round = 0
+        self._pv_term = -1
+        self._pv_grants: set[Any] = set()
+        self._pv_go_until = 0.0  # a passed pre-vote lets the election start until then
+        self.election_stats = {"prevotes_started": 0, "prevotes_passed": 0, "prevotes_denied": 0,
+                               "votes_ignored": 0, "stale_term_answers": 0, "stepped_down_stale": 0}
+
+    # -- what this node knows ---------------------------------------------------------------
+
+    def _view(self) -> VoterView:
+        s: Any = self
+        now = time.monotonic()
+        others = s._SyncObj__otherNodes
+        state = s._SyncObj__raftState
+        fresh = 0
+        heard_ago = None
+        if state == LEADER:
+            responses = s._SyncObj__lastResponseTime
+            fresh = sum(1 for n in others if now - responses.get(n, -1e18) < self._sticky_s)
+        else:
+            leader = s._SyncObj__raftLeader
+            if leader is not None and leader in self._last_append:
+                heard_ago = now - self._last_append[leader]
+        return VoterView(term=s._SyncObj__raftCurrentTerm, state=state, leader_heard_ago_s=heard_ago,
+                         fresh_followers=fresh, cluster_size=len(others) + 1,
+                         last_log_term=s._SyncObj__getCurrentLogTerm(),
+                         last_log_index=s._SyncObj__getCurrentLogIndex(), sticky_s=self._sticky_s)
+
+    # -- the election gate (runs at the start of every tick) -----------------------------------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802,N803 - pysyncobj API
+        self._prevote_gate()
+        super()._onTick(timeToWait)  # type: ignore[misc]
+
+    def _prevote_gate(self) -> None:
+        """pysyncobj starts an election in this tick when its deadline passed: unless a
+        pre-vote just passed, push the deadline on and ask for pre-votes instead."""
+        s: Any = self
+        if s._SyncObj__raftState == LEADER or s._SyncObj__selfNode is None:
+            return
+        now = time.monotonic()
+        if s._SyncObj__raftElectionDeadline >= now or not s._SyncObj__connectedToAnyone():
+            return
+        others = s._SyncObj__otherNodes
+        if not others:
+            return  # a single member elects itself
+        term = s._SyncObj__raftCurrentTerm
+        if self._pv_term == term + 1 and now < self._pv_go_until:
+            self._pv_go_until = 0.0  # pysyncobj starts the election (term + 1) in this tick
+            return
+        s._SyncObj__raftElectionDeadline = now + s._SyncObj__generateRaftTimeout()
+        self._pv_round += 1
+        self._pv_term = term + 1
+        self._pv_grants = {s._SyncObj__selfNode}
+        self._pv_go_until = 0.0
+        self.election_stats["prevotes_started"] += 1
+        msg = {"type": PREVOTE, "term": term + 1, "round": self._pv_round,
+               "last_log_term": s._SyncObj__getCurrentLogTerm(),
+               "last_log_index": s._SyncObj__getCurrentLogIndex()}
+        transport = s._SyncObj__transport
+        for node in others:
+            transport.send(node, msg)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - overrides the private method
+        s: Any = self
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind in (PREVOTE, PREVOTE_REPLY, STALE_TERM):
+            if node in s._SyncObj__otherNodes and s._SyncObj__selfNode is not None:
+                try:
+                    self._on_guard_message(node, kind, message)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("raft: malformed %s from %s ignored", kind, node)
+            return
+        if kind == "request_vote" and has_fresh_leader(self._view()):
+            # rule 1: the sender cannot hear a leader that we (and a majority) can
+            self.election_stats["votes_ignored"] += 1
+            return
+        if (kind == "append_entries" and node in s._SyncObj__otherNodes
+                and message.get("term", 0) < s._SyncObj__raftCurrentTerm):
+            # rule 3: pysyncobj would drop it silently; tell the old-term leader our term
+            self.election_stats["stale_term_answers"] += 1
+            s._SyncObj__transport.send(node, {"type": STALE_TERM, "term": s._SyncObj__raftCurrentTerm})
+        super()._SyncObj__onMessageReceived(node, message)  # type: ignore[misc]
+
+    def _on_guard_message(self, node: Any, kind: str, message: dict[str, Any]) -> None:
+        s: Any = self
+        term = int(message["term"])
+        if kind == PREVOTE:
+            ok = grant_prevote(self._view(), term, int(message["last_log_term"]),
+                               int(message["last_log_index"]))
+            s._SyncObj__transport.send(node, {"type": PREVOTE_REPLY, "term": term, "round": message["round"],
+                                              "granted": ok, "voter_term": s._SyncObj__raftCurrentTerm})
+        elif kind == PREVOTE_REPLY:
+            voter_term = int(message["voter_term"])
+            if not message["granted"]:
+                self.election_stats["prevotes_denied"] += 1
+                if voter_term > s._SyncObj__raftCurrentTerm and s._SyncObj__raftState != LEADER:
+                    self._adopt_term(voter_term)  # we lag behind: catch up, no vote given
+                return
+            if (message["round"] != self._pv_round or term != self._pv_term
+                    or term != s._SyncObj__raftCurrentTerm + 1 or s._SyncObj__raftState == LEADER):
+                return  # an old round, or the term moved on since we asked
+            self._pv_grants.add(node)
+            if is_majority(len(self._pv_grants), len(s._SyncObj__otherNodes) + 1) and not self._pv_go_until:
+                self.election_stats["prevotes_passed"] += 1
+                self._pv_go_until = time.monotonic() + self._sticky_s
+                s._SyncObj__raftElectionDeadline = 0  # the next tick starts the election
+        elif kind == STALE_TERM and term > s._SyncObj__raftCurrentTerm:
+            log.info("raft: %s is at term %d, above ours (%d): adopting it", node, term, s._SyncObj__raftCurrentTerm)
+            self.election_stats["stepped_down_stale"] += 1
+            self._adopt_term(term)
+
+    def _adopt_term(self, term: int) -> None:
+        """Move to a higher term as a follower without voting (what pysyncobj does on a
+        request_vote of a higher term before judging it)."""
+        s: Any = self
+        s._SyncObj__setCurrentTerm(term, None)
+        s._SyncObj__setState(FOLLOWER)
+        s._SyncObj__raftLeader = None
