@@ -1,0 +1,176 @@
+"""Partial partitions and rejoining nodes must not depose a healthy Raft leader.
+
+Three real store members (`python -m harepl.store.node`), each in its own network
+namespace (tests/netns/netlab.py's Topology), talking real TCP. Without pre-vote and
+leader stickiness (harepl/store/raft/election.py) both tests fail: the node that cannot
+hear the leader bumps its term and its request_vote deposes the leader (found by the
+Jepsen test, docs/testing.md). Nothing here asserts speed: only terms, leadership and
+that every write committed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harepl.store import commands as C
+from harepl.store.localcluster import Cluster, Member
+from tests.netns.netlab import RAFT_PORT, Topology
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
+
+NAMES = ("node1", "node2", "node3")
+
+
+class NetStoreCluster(Cluster):
+    """localcluster's Cluster with one namespace (own address) per member."""
+
+    topo: Topology
+
+    def name(self, m: Member) -> str:
+        return NAMES[self.members.index(m)]
+
+    def start(self, m: Member, peers: str | None = None, extra: list[str] | None = None) -> None:
+        ns = self.topo.ns(self.name(m))
+        cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "harepl.store.node", "--addr", m.addr,
+               "--peers", peers or self.peers, "--data-dir", m.data_dir, "--secret-file", self.secret_file]
+        logf = open(m.log_path, "ab")
+        m.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, start_new_session=True,
+                                  env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        m.stopped = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if m.proc.poll() is not None:
+                raise RuntimeError(f"{m.addr} exited: {m.log()[-2000:]}")
+            try:
+                m.call({"call": "status"}, timeout_s=2)
+                return
+            except (OSError, ConnectionError):
+                time.sleep(0.05)
+        raise RuntimeError(f"{m.addr} did not come up")
+
+
+@pytest.fixture
+def netstore() -> Iterator[NetStoreCluster]:
+    topo = Topology(3)
+    root = tempfile.mkdtemp(prefix="hs-", dir="/tmp")  # short: AF_UNIX paths <= 107 bytes
+    c = NetStoreCluster(root, 3)
+    c.topo = topo
+    for m, name in zip(c.members, NAMES, strict=True):
+        m.addr = f"{topo.address(name)}:{RAFT_PORT}"
+    ok = False
+    try:
+        topo.setup()
+        c.start_all()
+        c.wait_leader()
+        yield c
+        ok = True
+    finally:
+        c.stop_all()
+        errors = topo.teardown()
+        if ok:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"store logs kept in {root}")
+        assert not errors, errors
+
+
+def status(m: Member) -> dict[str, Any]:
+    return m.call({"call": "status"}, timeout_s=5)  # type: ignore[no-any-return]
+
+
+class Watch:
+    """Writes through `writer` and samples every member's status while `seconds` pass."""
+
+    def __init__(self, c: NetStoreCluster) -> None:
+        self.c = c
+        self.samples: list[tuple[str, dict[str, Any]]] = []
+        self.writes = 0
+        self.failed: list[str] = []
+
+    def run(self, writer: Member, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                self.c.submit(writer, C.noop(), timeout_s=3)
+                self.writes += 1
+            except RuntimeError as e:  # the member's one-line error (no leader, timeout)
+                self.failed.append(str(e))
+            for m in self.c.members:
+                self.samples.append((self.c.name(m), status(m)))
+            time.sleep(0.05)
+
+    def terms(self, name: str) -> set[int]:
+        return {st["term"] for n, st in self.samples if n == name}
+
+    def states(self, name: str) -> set[str]:
+        return {st["state"] for n, st in self.samples if n == name}
+
+
+def roles(c: NetStoreCluster) -> tuple[Member, list[Member]]:
+    leader = c.wait_leader()
+    return leader, [m for m in c.members if m is not leader]
+
+
+def test_partial_partition_keeps_the_leader_and_its_term(netstore: NetStoreCluster) -> None:
+    c = netstore
+    leader, (cut_off, bridge) = roles(c)
+    c.submit(leader, C.noop())
+    term0 = status(leader)["term"]
+    # leader <-> cut_off only; both still reach `bridge`
+    c.topo.cut(c.name(leader), c.name(cut_off))
+    w = Watch(c)
+    w.run(leader, 10.0)
+    after = status(cut_off)["elections"]
+
+    assert not w.failed, w.failed[:5]
+    assert w.writes > 0
+    assert w.terms(c.name(leader)) == {term0} and w.states(c.name(leader)) == {"leader"}, \
+        (w.terms(c.name(leader)), w.states(c.name(leader)))
+    assert w.terms(c.name(bridge)) == {term0}, w.terms(c.name(bridge))
+    # the cut-off node did try (its election timer fired) but never got a majority, so it
+    # never bumped its term: no request_vote left it
+    assert after["prevotes_started"] > 0, after
+    assert after["prevotes_passed"] == 0, after
+    assert w.terms(c.name(cut_off)) == {term0}, w.terms(c.name(cut_off))
+
+    # heal: the cut-off node follows the same leader and catches up
+    c.topo.uncut(c.name(leader), c.name(cut_off))
+    last = c.submit(leader, C.noop())
+    c.wait_applied([cut_off], last["seq"])
+    assert status(cut_off)["leader"] == leader.addr
+    assert status(leader)["term"] == term0
+
+
+def test_rejoining_node_does_not_depose_the_majority_leader(netstore: NetStoreCluster) -> None:
+    c = netstore
+    leader, (lone, other) = roles(c)
+    c.submit(leader, C.noop())
+    term0 = status(leader)["term"]
+    # cut `lone` off from everybody for longer than the election timeout (1.2 s) and the
+    # connection timeout (2 s: its connections are declared dead)
+    c.topo.partition(c.name(lone))
+    w = Watch(c)
+    w.run(leader, 4.0)
+    while_away = status(lone)
+    c.topo.heal(c.name(lone))
+    w.run(leader, 5.0)
+
+    assert not w.failed, w.failed[:5]
+    assert w.terms(c.name(leader)) == {term0} and w.states(c.name(leader)) == {"leader"}, \
+        (w.terms(c.name(leader)), w.states(c.name(leader)))
+    assert w.terms(c.name(other)) == {term0}, w.terms(c.name(other))
+    assert while_away["elections"]["prevotes_started"] > 0, while_away  # it did time out
+    # the rejoined node caught up with every write and follows the same leader
+    last = c.submit(leader, C.noop())
+    c.wait_applied([lone], last["seq"])
+    st = status(lone)
+    assert st["leader"] == leader.addr and st["term"] == term0, st
