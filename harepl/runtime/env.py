@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from harepl.core.lrm import is_fence_requested
 from harepl.core.types import (
     DatacenterConfig,
     GroupConfig,
@@ -89,6 +90,9 @@ class NodeContext:
         self.node_lease = HolderLease(t.lease_local_s)
         self.holds_node_lease = False
         self.quorate_cache = False
+        # the manager status asks for this node to be fenced: the keeper lets the node
+        # lease lapse so that the master can take it (set by the watcher)
+        self.fence_requested = False
         # wake-ups: a role sleeping out its loop is woken when something it acts on changed
         # (a transition for this node, a CRM command, an LRM result the master waits for),
         # so a planned move costs a few commits rather than a few loops
@@ -118,12 +122,14 @@ class NodeContext:
         ms_body, lrm_rows, ncmds = self.client.read(query, linearizable=False)
         if ms_body != self._ms_body:
             self._ms_body = ms_body
-            ss = json.loads(ms_body).get("service_status", {}) if ms_body else {}
+            ms = json.loads(ms_body) if ms_body else {}
+            ss = ms.get("service_status", {})
             view = {sid: (sd.get("state"), sd.get("node"), sd.get("target")) for sid, sd in ss.items()
                     if self.node in (sd.get("node"), sd.get("target"))}
             if view != self.my_view:
                 self.my_view = view
                 self.wake["lrm"].set()
+            self.fence_requested = is_fence_requested(ss, self.node, ms.get("node_status", {}).get(self.node, ""))
             self._waiting_uids = {sd["uid"] for sd in ss.values()
                                   if sd.get("state") in WAITING_STATES and "uid" in sd}
         if ncmds > self._ncmds:
@@ -190,6 +196,12 @@ class NodeContext:
         """One renewal (or take) of this node's lease; True if it was committed."""
         name = C.agent_lease(self.node)
         if not self.quorate():
+            return False
+        if self.fence_requested:
+            # Proxmox's LRM stops renewing its lock when the master wants the node
+            # fenced; so must we, or the master waits for the lease to expire forever
+            # (a node restarted while marked 'fence' renewed it and hung there).
+            self._lose_node_lease(log, "node need to be fenced - letting the lease lapse")
             return False
         self.observe()
         holder, epoch, seq, _age = self.lease_seen(name)
@@ -357,17 +369,19 @@ class RuntimeEnv:
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
         ctx = self.ctx
-        if node is None or node == ctx.node:
+        if node is None or (node == ctx.node and self.role == "lrm"):
             # renewed by the lease keeper thread
             return ctx.quorate() and ctx.node_lease_valid()
-        # the CRM master fencing a failed node: take its lease once expired on our clock
+        # the CRM master fencing a failed node: take its lease once expired on our clock.
+        # Its own node too (marked 'fence' by an earlier master): the keeper lets that
+        # lease lapse, and holding it must not count as fenced until it has expired.
         name = C.agent_lease(node)
         if not self.quorate():
             return False
         ctx.observe()
         holder, epoch, seq, _age = ctx.lease_seen(name)
         try:
-            if holder == ctx.node:
+            if holder == ctx.node and node != ctx.node:
                 res = ctx.client.submit(C.lease_renew(name, ctx.node, epoch), ctx.commit_timeout_s)
                 return bool(res.get("ok"))
             if holder is None or ctx.lease_expired(name):
@@ -473,12 +487,29 @@ class RuntimeEnv:
 
     def move_service_config(self, sid: str, new_node: str) -> bool:
         """After a successful migration by this node's LRM (Proxmox moves the guest's
-        config file; we move the configured node)."""
-        try:
-            res = self.ctx.client.submit(C.resource_set(sid, {"node": new_node}), self.ctx.commit_timeout_s)
-        except StoreUnavailableError:
-            return False
-        return bool(res.get("ok"))
+        config file; we move the configured node), fenced by our node lease.
+
+        The service is stopped here by now, so an indeterminate outcome (timeout during
+        an election) is retried with the same command id until it is definite: a move
+        that committed unseen left the service configured on the target while the CRM
+        believed the migration failed, and Proxmox's rule for that case (service
+        registered on the wrong node) is 'error' (Jepsen finding
+        indeterminate-config-move).  Only the job's worker thread waits here; if our
+        lease was taken meanwhile, the retry is a definite stale-epoch rejection."""
+        ctx = self.ctx
+        cmd = C.resource_move(sid, ctx.node, new_node, ctx.node_lease.epoch)
+        while True:
+            try:
+                res = ctx.client.submit(cmd, ctx.commit_timeout_s)
+            except StoreUnavailableError as exc:
+                if ctx.stop_event.is_set():
+                    self._log("err", f"moving '{sid}' to {new_node}: outcome unknown at shutdown ({exc})")
+                    return False
+                ctx.stop_event.wait(ctx.commit_timeout_s / 4)
+                continue
+            if not res.get("ok"):
+                self._log("err", f"moving '{sid}' to {new_node} rejected: {res.get('error')}")
+            return bool(res.get("ok"))
 
     def read_group_config(self) -> dict[str, GroupConfig]:
         return self._read(reads.groups)  # type: ignore[no-any-return]

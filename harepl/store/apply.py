@@ -338,6 +338,17 @@ def _resource_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]
     return {"sid": sid}
 
 
+def _resource_move(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    _fence(conn, C.agent_lease(c["from_node"]), c["epoch"], c["from_node"])
+    row = conn.execute("SELECT node FROM resources WHERE sid = ?", (c["sid"],)).fetchone()
+    if row is None:
+        raise Rejected("missing", f"no such service {c['sid']!r}")
+    if row[0] != c["from_node"]:
+        raise Rejected("conflict", f"service {c['sid']!r} is configured on {row[0]!r}, not {c['from_node']!r}")
+    conn.execute("UPDATE resources SET node = ? WHERE sid = ?", (c["to_node"], c["sid"]))
+    return {"sid": c["sid"], "node": c["to_node"]}
+
+
 def _resource_remove(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
     _fence_optional(conn, c)
     if conn.execute("DELETE FROM resources WHERE sid = ?", (c["sid"],)).rowcount == 0:
@@ -403,7 +414,7 @@ _HANDLERS: dict[str, Handler] = {
     "lease_acquire": _lease_acquire, "lease_renew": _lease_renew, "lease_release": _lease_release,
     "manager_status_set": _manager_status_set, "lrm_status_set": _lrm_status_set,
     "crm_command_enqueue": _crm_command_enqueue, "crm_command_consume": _crm_command_consume,
-    "resource_add": _resource_add, "resource_set": _resource_set, "resource_remove": _resource_remove,
+    "resource_add": _resource_add, "resource_set": _resource_set, "resource_move": _resource_move, "resource_remove": _resource_remove,
     "group_set": _group_set, "group_remove": _group_remove,
     "rule_set": _rule_set, "rule_remove": _rule_remove,
     "node_add": _node_add, "node_remove": _node_remove, "noop": _noop,

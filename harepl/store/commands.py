@@ -35,6 +35,9 @@ crm_command_consume upto_seq, epoch             fenced ('manager')
 resource_add    sid, config                     config as in CONTRACTS.md ("enabled" -> "started")
 resource_set    sid, changes, delete?           partial update; ``delete`` lists optional keys
 resource_remove sid
+resource_move   sid, from_node, to_node, epoch  fenced ('agent:<from_node>')
+    An LRM's migration moving the configured node (Proxmox moves the guest's config
+    file).  Rejected ('conflict') unless the service is configured on from_node.
 group_set       name, config                    upsert {"nodes": {node: prio}, "restricted", "nofailback"}
 group_remove    name
 rule_set        rule_id, rule                   upsert
@@ -229,6 +232,8 @@ OPS: dict[str, dict[str, tuple[Validator, bool]]] = {
     "resource_set": {"sid": (_name, True), "changes": (_service_changes, True),
                      "delete": (_name_list, False), "epoch": (_int, False)},
     "resource_remove": {"sid": (_name, True), "epoch": (_int, False)},
+    "resource_move": {"sid": (_name, True), "from_node": (_name, True), "to_node": (_name, True),
+                      "epoch": (_int, True)},
     "group_set": {"name": (_name, True), "config": (_group_config, True), "epoch": (_int, False)},
     "group_remove": {"name": (_name, True), "epoch": (_int, False)},
     "rule_set": {"rule_id": (_name, True), "rule": (_rule, True), "epoch": (_int, False)},
@@ -332,6 +337,10 @@ def resource_add(sid: str, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
 def resource_set(sid: str, changes: dict[str, Any], delete: list[str] | None = None,
                  **kw: Any) -> dict[str, Any]:
     return make("resource_set", sid=sid, changes=changes, delete=delete, **kw)
+
+
+def resource_move(sid: str, from_node: str, to_node: str, epoch: int, **kw: Any) -> dict[str, Any]:
+    return make("resource_move", sid=sid, from_node=from_node, to_node=to_node, epoch=epoch, **kw)
 
 
 def resource_remove(sid: str, **kw: Any) -> dict[str, Any]:

@@ -107,3 +107,50 @@ def test_manager_lease_and_fenced_manager_writes(client: Client, tmp_path: Path)
         crm1.write_manager_status({"master_node": "n1", "node_status": {}, "service_status": {}})
     crm2.write_manager_status({"master_node": "n2", "node_status": {}, "service_status": {}})
     assert client.read(reads.manager_status, linearizable=False)["master_node"] == "n2"
+
+
+def test_node_marked_fence_lets_its_lease_lapse_so_the_master_can_fence_it(client: Client, tmp_path: Path) -> None:
+    """Regression (Jepsen, seeds 146292294 / 2024438079): a node restarted while the master
+    had it in 'fence' renewed its still-held lease, so the master never got it: the node
+    hung in wait_for_agent_lock and stayed 'fence' forever.  Proxmox's LRM stops renewing
+    when fencing is requested; our keeper must too."""
+    stop = threading.Event()
+    log = NodeLog("n1", tmp_path / "n.log")
+    ctx1 = NodeContext(_cfg("n1", tmp_path), client, None, None, stop)
+    ctx2 = NodeContext(_cfg("n2", tmp_path), client, None, None, stop)
+    crm2 = RuntimeEnv(ctx2, "crm", log.for_role("crm"))
+    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    assert crm2.get_ha_manager_lock()
+    crm2.write_manager_status({"master_node": "n2", "node_status": {"n1": "fence", "n2": "online"},
+                               "service_status": {"vm:1": {"state": "fence", "node": "n1", "uid": "u1"}}})
+    ctx1._watch_once()
+    assert ctx1.fence_requested
+    seq_before = client.read(lambda c: reads.agent_lease_of(c, "n1"), linearizable=False)["seq"]
+    assert not ctx1.keep_node_lease(log.for_role("lrm"))  # no renewal while fencing is requested
+    assert not ctx1.node_lease_valid()
+    assert client.read(lambda c: reads.agent_lease_of(c, "n1"), linearizable=False)["seq"] == seq_before
+    # so the master, judging on its own clock, gets the lease after lease_timeout_s
+    t0 = time.monotonic()
+    while not crm2.get_ha_agent_lock("n1"):
+        assert not ctx1.keep_node_lease(log.for_role("lrm"))
+        assert time.monotonic() - t0 < TIMING.lease_timeout_s * 5, "the master never got the fenced node's lease"
+        time.sleep(0.1)
+    assert time.monotonic() - t0 >= TIMING.lease_timeout_s - 0.5
+    # fenced: the master clears the request, and the node may take its lease back later
+    crm2.write_manager_status({"master_node": "n2", "node_status": {"n1": "unknown", "n2": "online"},
+                               "service_status": {}})
+    ctx1._watch_once()
+    assert not ctx1.fence_requested
+
+
+def test_a_master_marked_fence_does_not_count_its_own_held_lease_as_fenced(client: Client, tmp_path: Path) -> None:
+    """A master whose own node an earlier master marked 'fence' may acknowledge that fence
+    only once its own lease has lapsed on its clock -- never because it still holds it."""
+    stop = threading.Event()
+    log = NodeLog("n1", tmp_path / "n.log")
+    ctx1 = NodeContext(_cfg("n1", tmp_path), client, None, None, stop)
+    crm1 = RuntimeEnv(ctx1, "crm", log.for_role("crm"))
+    lrm1 = RuntimeEnv(ctx1, "lrm", log.for_role("lrm"))
+    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    assert lrm1.get_ha_agent_lock()          # the LRM: its own lease is valid
+    assert not crm1.get_ha_agent_lock("n1")  # the CRM fencing n1: fresh lease, not fenced
