@@ -243,14 +243,7 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
         wait_for(all_online, "every node online in the CRM", timeout_s=CONVERGE_S)
     except AssertionError:
         bad = violations(c.ledger)
-        assert not bad, f"seed {seed}: witness violations: {bad}"  # safety is checked first
-        # Known open defect (docs/testing.md, owner: store/runtime): a restarted daemon can
-        # hang right after taking its node lease (every thread waits on the store's db_lock);
-        # its log then ends with that line. Safe (0 violations, checked above), not live.
-        hung = [n for n in NODES
-                if (c.log(n).strip().splitlines() or [""])[-1].endswith(f"successfully acquired lock 'agent:{n}'")]
-        if hung:
-            pytest.xfail(f"seed {seed}: known defect restart-hang-after-lease on {hung} (safe, not live)")
+        assert not bad, f"seed {seed}: witness violations: {bad}"  # safety is reported first
         raise
 
     configs = final_configs(c)
@@ -288,15 +281,4 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
     assert not bad, f"seed {seed}: witness violations: {bad}"
     assert not problems, f"seed {seed}: " + "; ".join(problems)
     if stuck:
-        logs = "\n".join(c.log(n) for n in NODES)
-        lost_move = [sid for sid in stuck
-                     if f"service {sid} left this node but its config could not be moved" in logs]
-        if sorted(lost_move) == sorted(stuck):
-            # Known defect (reported, owner: runtime/LRM): a relocate/migrate whose config
-            # move times out during a quorum blip may still commit; the LRM reports the
-            # migration failed, the CRM keeps the service on the source node, finds it
-            # "registered on wrong node" and puts it in 'error': stopped for good after a
-            # transient network fault. Safe (never ran twice) but not recovered.
-            pytest.xfail(f"seed {seed}: known defect indeterminate-config-move: {sorted(stuck)} in 'error' "
-                         "after 'config could not be moved' (safe, not recovered)")
         raise AssertionError(f"seed {seed}: enabled services stuck in 'error': {stuck}")
