@@ -15,7 +15,8 @@
 
 Result (a JSON-able dict): ``{"ok": True, "seq": n, ...op fields}`` or
 ``{"ok": False, "seq": n, "reason": "invalid"|"stale_epoch"|"conflict"|"exists"|
-"missing"|"constraint"|"internal", "error": "one line"}``.  ``seq`` counts applied
+"missing"|"constraint"|"internal", "error": "one line"}``.  A stale ``digest`` is a
+"conflict" with error `commands.DIGEST_MISMATCH`.  ``seq`` counts applied
 commands on this database (the same on every node).
 """
 
@@ -27,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import commands as C
-from .schema import APPLIED_IDS_MAX, EVENTS_MAX
+from . import reads
+from .schema import APPLIED_IDS_MAX, EVENTS_MAX, migrate
 
 # SQLite primary result codes that mean "this machine has a problem", not "this command
 # is wrong": IOERR, FULL, NOMEM, CANTOPEN, CORRUPT, NOTADB, BUSY, LOCKED, READONLY, PROTOCOL.
@@ -124,6 +126,7 @@ def _apply(conn: sqlite3.Connection, raw: str | bytes | dict[str, Any]) -> dict[
     ts_raw = obj.get("ts") if obj is not None else None
     ts = float(ts_raw) if isinstance(ts_raw, (int, float)) and not isinstance(ts_raw, bool) else 0.0
     cmd: dict[str, Any] | None = None
+    migrate(conn)  # a database from an older snapshot: same upgrade, same log position, everywhere
     conn.execute("BEGIN IMMEDIATE")
     fields: dict[str, Any] | None = None
     if invalid is None:
@@ -328,6 +331,7 @@ def _resource_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]
     cur = _reads_service(conn, sid)
     if cur is None:
         raise Rejected("missing", f"no such service {sid!r}")
+    _check_digest(c, cur)
     cfg = {**cur, **c["changes"]}
     for key in c.get("delete", []):
         if key not in _RES_OPTIONAL:
@@ -356,15 +360,25 @@ def _resource_remove(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, A
     return {"sid": c["sid"]}
 
 
+def _check_digest(c: dict[str, Any], current: Any) -> None:
+    """Refuse an edit made from a read that is no longer current (object changed or gone)."""
+    if "digest" in c and (current is None or reads.digest(current) != c["digest"]):
+        raise Rejected("conflict", C.DIGEST_MISMATCH)
+
+
 def _group_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
     _fence_optional(conn, c)
-    g = c["config"]
+    _check_digest(c, reads.group(conn, c["name"]))
+    _write_group(conn, c["name"], c["config"])
+    return {"name": c["name"]}
+
+
+def _write_group(conn: sqlite3.Connection, name: str, g: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO groups (name, nodes, restricted, nofailback, comment) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(name) DO UPDATE SET nodes = excluded.nodes, restricted = excluded.restricted, "
         "nofailback = excluded.nofailback, comment = excluded.comment",
-        (c["name"], canon(g["nodes"]), int(g["restricted"]), int(g["nofailback"]), g.get("comment")))
-    return {"name": c["name"]}
+        (name, canon(g["nodes"]), int(g["restricted"]), int(g["nofailback"]), g.get("comment")))
 
 
 def _group_remove(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +391,7 @@ def _group_remove(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]
 
 def _rule_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
     _fence_optional(conn, c)
+    _check_digest(c, reads.rule(conn, c["rule_id"]))
     conn.execute("INSERT OR REPLACE INTO rules (id, type, body) VALUES (?, ?, ?)",
                  (c["rule_id"], c["rule"]["type"], canon(c["rule"])))
     return {"rule_id": c["rule_id"]}
@@ -410,6 +425,128 @@ def _noop(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+# -- version 2: field-level edits, datacenter settings, node capacity -------------------
+
+
+def _edit(c: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    changes, delete = dict(c["changes"]), list(c.get("delete", []))
+    params = changes.get("params") or {}
+    both = sorted((set(changes) & set(delete)) | {k for k in delete if k[len("params."):] in params})
+    if both:
+        raise Rejected("invalid", f"cannot set and delete {both[0]!r} at once")
+    if not changes and not delete:
+        raise Rejected("invalid", "nothing to change")
+    return changes, delete
+
+
+def _group_update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    _fence_optional(conn, c)
+    cur = reads.group(conn, c["name"])
+    if cur is None:
+        raise Rejected("missing", f"no such group {c['name']!r}")
+    _check_digest(c, cur)
+    changes, delete = _edit(c)
+    g = {**cur, **changes}
+    for key in delete:
+        if key == "comment":
+            g.pop(key, None)
+        else:
+            g[key] = False  # restricted / nofailback: the default
+    _write_group(conn, c["name"], g)
+    return {"name": c["name"]}
+
+
+def _rule_shape(rule_id: str, rule: dict[str, Any]) -> None:
+    if not rule.get("resources"):
+        raise Rejected("invalid", f"rule {rule_id!r} needs resources")
+    if rule["type"] == "node-affinity":
+        if not rule.get("nodes") or "affinity" in rule:
+            raise Rejected("invalid", f"node-affinity rule {rule_id!r} needs nodes and takes no affinity")
+    elif "affinity" not in rule or len(rule["resources"]) < 2 or "nodes" in rule or "strict" in rule:
+        raise Rejected("invalid", f"resource-affinity rule {rule_id!r} needs an affinity and at least two "
+                                  "resources, and takes no nodes or strict")
+
+
+def _rule_update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    _fence_optional(conn, c)
+    rid = c["rule_id"]
+    cur = reads.rule(conn, rid)
+    if cur is None:
+        raise Rejected("missing", f"no such rule {rid!r}")
+    _check_digest(c, cur)
+    changes, delete = _edit(c)
+    rule = {**cur, **changes}
+    for key in delete:
+        rule.pop(key, None)
+    _rule_shape(rid, rule)
+    conn.execute("INSERT OR REPLACE INTO rules (id, type, body) VALUES (?, ?, ?)", (rid, rule["type"], canon(rule)))
+    return {"rule_id": rid}
+
+
+def _resource_update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    _fence_optional(conn, c)
+    sid = c["sid"]
+    cur = _reads_service(conn, sid)
+    if cur is None:
+        raise Rejected("missing", f"no such service {sid!r}")
+    _check_digest(c, cur)
+    changes, delete = _edit(c)
+    if changes.get("type", cur["type"]) != cur["type"]:
+        raise Rejected("invalid", f"service {sid!r} is of type {cur['type']!r}; its type cannot change")
+    # params merge key by key; a service without any keeps none (NULL, not {})
+    has_params = "params" in cur or "params" in changes
+    params = {**(cur.get("params") or {}), **(changes.pop("params", None) or {})}
+    cfg = {**cur, **changes}
+    for key in delete:
+        if key == "params":
+            params, has_params = {}, False
+        elif key.startswith("params."):
+            params.pop(key[len("params."):], None)
+        elif key in _RES_DEFAULTS:
+            cfg[key] = _RES_DEFAULTS[key]
+        else:
+            cfg.pop(key, None)
+    cfg.pop("params", None)
+    if has_params:
+        cfg["params"] = params
+    conn.execute("DELETE FROM resources WHERE sid = ?", (sid,))
+    conn.execute(_RES_INSERT, _resource_row(sid, cfg))
+    return {"sid": sid}
+
+
+def _dc_options_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    _fence_optional(conn, c)
+    cur = reads.datacenter(conn)
+    _check_digest(c, cur)
+    options, delete = c["options"], c.get("delete", [])
+    if not any(options.values()) and not delete:
+        raise Rejected("invalid", "nothing to change")
+    for item in delete:
+        section, _, key = item.partition(".")
+        if (key or section) in options.get(section, {}) or (not key and options.get(section)):
+            raise Rejected("invalid", f"cannot set and delete {item!r} at once")
+    new = {section: dict(values) for section, values in cur.items()}
+    for section, values in options.items():
+        new.setdefault(section, {}).update(values)
+    for item in delete:
+        section, _, key = item.partition(".")
+        if key:
+            new.get(section, {}).pop(key, None)
+        else:
+            new.pop(section, None)
+    new = {section: values for section, values in new.items() if values}
+    conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('datacenter', ?)", (canon(new),))
+    return {"datacenter": new}
+
+
+def _node_stats_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    row = conn.execute("SELECT maxcpu, maxmem FROM node_stats WHERE node = ?", (c["node"],)).fetchone()
+    conn.execute("INSERT OR REPLACE INTO node_stats (node, maxcpu, maxmem, ts) VALUES (?, ?, ?, ?)",
+                 (c["node"], c["maxcpu"], c["maxmem"], c["ts"]))
+    # published at every daemon start: only a change is history
+    return {} if row is None or tuple(row) != (c["maxcpu"], c["maxmem"]) else {_UNCHANGED: True}
+
+
 _HANDLERS: dict[str, Handler] = {
     "lease_acquire": _lease_acquire, "lease_renew": _lease_renew, "lease_release": _lease_release,
     "manager_status_set": _manager_status_set, "lrm_status_set": _lrm_status_set,
@@ -418,11 +555,11 @@ _HANDLERS: dict[str, Handler] = {
     "group_set": _group_set, "group_remove": _group_remove,
     "rule_set": _rule_set, "rule_remove": _rule_remove,
     "node_add": _node_add, "node_remove": _node_remove, "noop": _noop,
+    "group_update": _group_update, "rule_update": _rule_update, "resource_update": _resource_update,
+    "dc_options_set": _dc_options_set, "node_stats_set": _node_stats_set,
 }
 assert set(_HANDLERS) == set(C.OPS)
 
 
 def _reads_service(conn: sqlite3.Connection, sid: str) -> dict[str, Any] | None:
-    from .reads import service
-
-    return service(conn, sid)
+    return reads.service(conn, sid)

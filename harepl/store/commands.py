@@ -46,7 +46,26 @@ node_add        node, addr?
 node_remove     node
 noop            (nothing)                       barrier for linearizable reads
 
-Operator ops (resource_*, group_*, rule_*, node_*, crm_command_enqueue) carry no epoch;
+Version 2 (``v: 2``; every version-1 command is still accepted and means what it meant,
+so an old log replays to the same state):
+
+group_set, rule_set, resource_set   + digest?   refused unless the object's current
+    digest (`harepl.store.reads.digest`, SHA1 of its canonical JSON as read) equals it:
+    "config changed meanwhile (digest mismatch) - reload and retry".
+group_update    name, changes, delete?, digest?
+rule_update     rule_id, changes, delete?, digest?
+resource_update sid, changes, delete?, digest?
+    Field-level edits merged inside apply (no read-modify-write by the proposer, so two
+    operators editing different fields of one object both win).  ``changes`` holds only
+    the named fields; a resource's ``params`` are merged key by key and ``delete`` may
+    name ``params.KEY``.  Deleting restricted/nofailback/strict/disable or a resource's
+    max_restart/max_relocate/failback means "back to the default".
+dc_options_set  options, delete?, digest?       datacenter HA settings (DC_OPTIONS)
+    ``options`` = {"ha": {"shutdown_policy": ...}, "crs": {"ha": ..., ...}}, merged key
+    by key; ``delete`` lists "SECTION" or "SECTION.KEY".  Digest of the whole settings.
+node_stats_set  node, maxcpu, maxmem            a node's static capacity (CPUs, bytes)
+
+Operator ops (resource_*, group_*, rule_*, node_*, dc_options_set, crm_command_enqueue) carry no epoch;
 if they do carry one, they are fenced on the 'manager' lease (the CRM master may change
 the configuration, e.g. when it removes a service).
 
@@ -63,12 +82,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-VERSION = 1
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 MANAGER_LEASE = "manager"
 
 SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
 REQUESTED_STATES = ("started", "stopped", "disabled", "ignored")
+SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
+CRS_MODES = ("basic", "static")
+REBALANCE_METHODS = ("exhaustive", "topsis")
+DIGEST_MISMATCH = "config changed meanwhile (digest mismatch) - reload and retry"
 CRM_COMMAND_RE = re.compile(
     r"^(migrate|relocate) \S+ \S+$|^stop \S+ \d+$|^(enable|disable)-node-maintenance \S+$"
 )
@@ -218,8 +242,121 @@ def _name_list(field: str, v: Any) -> list[str]:
     return v
 
 
-# op -> {field: (validator, required)}
-OPS: dict[str, dict[str, tuple[Validator, bool]]] = {
+def _digest(field: str, v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]{40}", v):
+        raise CommandError(f"{field}: expected a SHA1 digest of 40 hex digits (got {v!r})")
+    return v
+
+
+def _positive(field: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise CommandError(f"{field}: expected a positive integer (got {v!r})")
+    return v
+
+
+def _choice(*allowed: str) -> Validator:
+    def check(field: str, v: Any) -> str:
+        if v not in allowed:
+            raise CommandError(f"{field}: expected one of {', '.join(allowed)} (got {v!r})")
+        return str(v)
+    return check
+
+
+def _rounds(field: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+        raise CommandError(f"{field}: expected an integer from 1 to 1000 (got {v!r})")
+    return v
+
+
+#: datacenter HA settings (Proxmox datacenter.cfg 'ha' and 'crs'): section -> key -> check
+DC_OPTIONS: dict[str, dict[str, Validator]] = {
+    "ha": {"shutdown_policy": _choice(*SHUTDOWN_POLICIES)},
+    "crs": {"ha": _choice(*CRS_MODES), "ha-rebalance-on-start": _bool, "ha-auto-rebalance": _bool,
+            "ha-auto-rebalance-hold-duration": _rounds,
+            "ha-auto-rebalance-method": _choice(*REBALANCE_METHODS)},
+}
+
+
+def dc_option_check(section: str, key: str, value: Any) -> Any:
+    """Validate one datacenter setting; CommandError with one line naming it."""
+    if section not in DC_OPTIONS:
+        raise CommandError(f"unknown datacenter section '{section}' (known: {', '.join(sorted(DC_OPTIONS))})")
+    keys = DC_OPTIONS[section]
+    if key not in keys:
+        raise CommandError(f"unknown datacenter option '{section}.{key}' "
+                           f"(known in {section}: {', '.join(sorted(keys))})")
+    return keys[key](f"{section}.{key}", value)
+
+
+def _dc_options(field: str, v: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in _dict(field, v).items():
+        if section not in DC_OPTIONS:
+            dc_option_check(section, "", None)
+        out[section] = {key: dc_option_check(section, key, value)
+                        for key, value in _dict(f"{field}.{section}", values).items()}
+    return out
+
+
+def _dc_delete(field: str, v: Any) -> list[str]:
+    for item in _name_list(field, v):
+        section, _, key = item.partition(".")
+        if section not in DC_OPTIONS or (key and key not in DC_OPTIONS[section]):
+            raise CommandError(f"{field}: unknown datacenter option {item!r}")
+    return sorted(set(v))
+
+
+GROUP_KEYS = ("nodes", "restricted", "nofailback", "comment")
+GROUP_DELETABLE = ("comment", "restricted", "nofailback")
+RULE_CHANGE_KEYS = ("resources", "nodes", "strict", "affinity", "disable", "comment")
+RULE_DELETABLE = ("comment", "disable", "strict")
+RES_DELETABLE = ("group", "comment", "params", "max_restart", "max_relocate", "failback")
+
+
+def _group_changes(field: str, v: Any) -> dict[str, Any]:
+    d = dict(_dict(field, v))
+    unknown = sorted(set(d) - set(GROUP_KEYS))
+    if unknown:
+        raise CommandError(f"{field}: unknown key(s) {', '.join(unknown)}")
+    if "nodes" in d:
+        _node_prios(f"{field}.nodes", d["nodes"])
+        if not d["nodes"]:
+            raise CommandError(f"{field}.nodes: a group needs at least one node")
+    for k in ("restricted", "nofailback"):
+        if k in d:
+            d[k] = _bool(f"{field}.{k}", d[k])
+    if "comment" in d:
+        _str(f"{field}.comment", d["comment"])
+    return d
+
+
+def _rule_changes(field: str, v: Any) -> dict[str, Any]:
+    d = dict(_dict(field, v))
+    unknown = sorted(set(d) - set(RULE_CHANGE_KEYS))
+    if unknown:
+        extra = " (a rule's type cannot change)" if "type" in unknown else ""
+        raise CommandError(f"{field}: unknown key(s) {', '.join(unknown)}{extra}")
+    checked = _rule(field, {**d, "type": "node-affinity"})  # the per-field checks of a rule
+    if "comment" in d:
+        _str(f"{field}.comment", d["comment"])
+    return {k: checked[k] for k in d}
+
+
+def _one_of_list(allowed: tuple[str, ...], prefix: str | None = None) -> Validator:
+    def check(field: str, v: Any) -> list[str]:
+        for key in _name_list(field, v):
+            if key in allowed:
+                continue
+            if prefix and key.startswith(prefix) and len(key) > len(prefix):
+                continue
+            raise CommandError(f"{field}: cannot delete {key!r} (deletable: {', '.join(allowed)}"
+                               f"{', ' + prefix + 'KEY' if prefix else ''})")
+        return sorted(set(v))
+    return check
+
+
+# op -> {field: (validator, required)}: the version-1 vocabulary
+OPS_V1: dict[str, dict[str, tuple[Validator, bool]]] = {
     "lease_acquire": {"lease": (_name, True), "holder": (_name, True),
                       "seen_epoch": (_int, True), "seen_seq": (_int, True)},
     "lease_renew": {"lease": (_name, True), "holder": (_name, True), "epoch": (_int, True)},
@@ -243,6 +380,29 @@ OPS: dict[str, dict[str, tuple[Validator, bool]]] = {
     "noop": {},
 }
 
+_DIGEST: dict[str, tuple[Validator, bool]] = {"digest": (_digest, False)}
+_OPERATOR: dict[str, tuple[Validator, bool]] = {"epoch": (_int, False), **_DIGEST}
+
+# version 2: the v1 ops (three of them also take a digest) and the new ones
+OPS_V2: dict[str, dict[str, tuple[Validator, bool]]] = {
+    **OPS_V1,
+    "group_set": {**OPS_V1["group_set"], **_DIGEST},
+    "rule_set": {**OPS_V1["rule_set"], **_DIGEST},
+    "resource_set": {**OPS_V1["resource_set"], **_DIGEST},
+    "group_update": {"name": (_name, True), "changes": (_group_changes, True),
+                     "delete": (_one_of_list(GROUP_DELETABLE), False), **_OPERATOR},
+    "rule_update": {"rule_id": (_name, True), "changes": (_rule_changes, True),
+                    "delete": (_one_of_list(RULE_DELETABLE), False), **_OPERATOR},
+    "resource_update": {"sid": (_name, True), "changes": (_service_changes, True),
+                        "delete": (_one_of_list(RES_DELETABLE, "params."), False), **_OPERATOR},
+    "dc_options_set": {"options": (_dc_options, True), "delete": (_dc_delete, False), **_OPERATOR},
+    "node_stats_set": {"node": (_name, True), "maxcpu": (_positive, True), "maxmem": (_positive, True)},
+}
+
+OPS_BY_VERSION = {1: OPS_V1, 2: OPS_V2}
+#: every op of any version (apply has a handler for each)
+OPS = OPS_V2
+
 _COMMON = {"v", "id", "op", "ts"}
 
 
@@ -261,18 +421,22 @@ def decode(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
 
 def validate(cmd: dict[str, Any]) -> dict[str, Any]:
     """Check a decoded command; return the normalised command or raise CommandError."""
-    if cmd.get("v") != VERSION:
-        raise CommandError(f"v: unsupported command version {cmd.get('v')!r} (expected {VERSION})")
+    version = cmd.get("v")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+        raise CommandError(f"v: unsupported command version {version!r} "
+                           f"(expected one of {', '.join(map(str, SUPPORTED_VERSIONS))})")
+    ops = OPS_BY_VERSION[version]
     cid = cmd.get("id")
     if not isinstance(cid, str) or not cid or len(cid) > 128:
         raise CommandError("id: expected a non-empty string of at most 128 characters")
     op = cmd.get("op")
-    if op not in OPS:
-        raise CommandError(f"op: unknown operation {op!r}")
+    if op not in ops:
+        since = "" if op not in OPS else f" in command version {version} (needs v {VERSION})"
+        raise CommandError(f"op: unknown operation {op!r}{since}")
     ts = cmd.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise CommandError("ts: expected a number (proposer's wall-clock seconds)")
-    spec = OPS[op]
+    spec = ops[op]
     unknown = sorted(set(cmd) - _COMMON - set(spec))
     if unknown:
         raise CommandError(f"{op}: unknown field(s) {', '.join(unknown)}")
@@ -373,3 +537,27 @@ def node_remove(node: str, **kw: Any) -> dict[str, Any]:
 
 def noop(**kw: Any) -> dict[str, Any]:
     return make("noop", **kw)
+
+
+def group_update(name: str, changes: dict[str, Any], delete: list[str] | None = None,
+                 digest: str | None = None, **kw: Any) -> dict[str, Any]:
+    return make("group_update", name=name, changes=changes, delete=delete, digest=digest, **kw)
+
+
+def rule_update(rule_id: str, changes: dict[str, Any], delete: list[str] | None = None,
+                digest: str | None = None, **kw: Any) -> dict[str, Any]:
+    return make("rule_update", rule_id=rule_id, changes=changes, delete=delete, digest=digest, **kw)
+
+
+def resource_update(sid: str, changes: dict[str, Any], delete: list[str] | None = None,
+                    digest: str | None = None, **kw: Any) -> dict[str, Any]:
+    return make("resource_update", sid=sid, changes=changes, delete=delete, digest=digest, **kw)
+
+
+def dc_options_set(options: dict[str, dict[str, Any]], delete: list[str] | None = None,
+                   digest: str | None = None, **kw: Any) -> dict[str, Any]:
+    return make("dc_options_set", options=options, delete=delete, digest=digest, **kw)
+
+
+def node_stats_set(node: str, maxcpu: int, maxmem: int, **kw: Any) -> dict[str, Any]:
+    return make("node_stats_set", node=node, maxcpu=maxcpu, maxmem=maxmem, **kw)

@@ -7,6 +7,7 @@ caller needs them linearizable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from typing import Any
@@ -66,6 +67,49 @@ def groups(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
             g["comment"] = comment
         out[name] = g
     return out
+
+
+def group(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    return groups(conn).get(name)
+
+
+def rule(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT body FROM rules WHERE id = ?", (rule_id,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def digest(obj: Any) -> str:
+    """SHA1 (hex) of an object's canonical JSON, as read here: what an edit that must not
+    overwrite a concurrent change states it read (Proxmox's config `digest`)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - change detection, not security
+
+
+def _no_table(exc: sqlite3.OperationalError) -> bool:
+    # a database restored from an older snapshot gets its new tables at the next apply
+    return "no such table" in str(exc)
+
+
+def datacenter(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """The datacenter HA settings ({"ha": {...}, "crs": {...}}; {} when none are set)."""
+    try:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'datacenter'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if _no_table(exc):
+            return {}
+        raise
+    return json.loads(row[0]) if row else {}
+
+
+def node_stats(conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
+    """node -> {"maxcpu": CPUs, "maxmem": bytes}, as each node published them."""
+    try:
+        rows = conn.execute("SELECT node, maxcpu, maxmem FROM node_stats ORDER BY node").fetchall()
+    except sqlite3.OperationalError as exc:
+        if _no_table(exc):
+            return {}
+        raise
+    return {n: {"maxcpu": float(c), "maxmem": float(m)} for n, c, m in rows}
 
 
 def rules(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,11 @@ unit (manager_status, lrm_status, agent parameters, group node lists) are stored
 canonical JSON text (sorted keys, no whitespace) so that two nodes applying the same
 commands end with byte-identical databases.
 
+Schema versions: a database created by an older harepl (an existing data dir, or a Raft
+snapshot it wrote) is brought up to `SCHEMA_VERSION` by `migrate`, which only adds
+tables. `init` runs it on open and `apply` before each command, so a snapshot restored
+from an older version is upgraded at the same log position on every node.
+
 Bounded tables (why): `applied` remembers command ids for idempotent retries and
 `events` is the history; both are trimmed deterministically by sequence number so the
 database (and therefore the Raft snapshot) stays small.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: how many command ids (with their first result) are remembered for duplicate detection.
 #: A client retries within seconds; 20,000 commands is ~30 min at a busy 10 cmd/s.
@@ -107,6 +112,24 @@ CREATE TABLE events (
 ) STRICT;
 """
 
+# version 2: replicated datacenter settings (key/value, canonical JSON) and each node's
+# static capacity for the 'static' CRS scheduler
+DDL_V2 = """
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,            -- 'datacenter'
+    value TEXT NOT NULL                -- canonical JSON
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS node_stats (
+    node    TEXT PRIMARY KEY,
+    maxcpu  INTEGER NOT NULL CHECK (maxcpu > 0),
+    maxmem  INTEGER NOT NULL CHECK (maxmem > 0),   -- bytes
+    ts      REAL NOT NULL
+) STRICT;
+"""
+
+_MIGRATIONS = {2: DDL_V2}
+
 
 def connect(path: str = ":memory:") -> sqlite3.Connection:
     """Open (and create if empty) a state database.
@@ -127,11 +150,40 @@ def init(conn: sqlite3.Connection) -> None:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
     ).fetchone()
     if row is not None:
+        migrate(conn)
         return
     conn.execute("BEGIN")
-    for stmt in DDL.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
+    for ddl in (DDL, *_MIGRATIONS.values()):
+        _run(conn, ddl)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     conn.execute("INSERT INTO meta (key, value) VALUES ('applied_count', '0')")
     conn.execute("COMMIT")
+
+
+def _run(conn: sqlite3.Connection, ddl: str) -> None:
+    for stmt in ddl.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection) -> bool:
+    """Bring an older database up to SCHEMA_VERSION (adds tables only; existing rows are
+    kept). Deterministic: the result depends only on the database. True if it changed."""
+    current = version(conn)
+    if current >= SCHEMA_VERSION:
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for target in range(current + 1, SCHEMA_VERSION + 1):
+            _run(conn, _MIGRATIONS[target])
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
