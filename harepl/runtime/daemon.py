@@ -35,6 +35,7 @@ from harepl.runtime.config import NodeConfig
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
+from harepl.runtime.nodestats import publish as publish_node_stats
 from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog
 from harepl.store import reads
 from harepl.store.client import Client
@@ -290,6 +291,9 @@ class NodeDaemon:
             threading.Thread(target=_loop, name="lrm", daemon=True,
                              args=("lrm", self.roles_stop, lrm_log, t.loop_s, self.lrm.do_one_iteration,
                                    self.after_lrm, self.lrm_env)),
+            # CPUs and memory for the 'static' scheduler, once the store can commit
+            threading.Thread(target=publish_node_stats, name="stats", daemon=True,
+                             args=(self.client, self.cfg.node, self.roles_stop, self.dlog)),
         ]
         for th in self.threads:
             th.start()

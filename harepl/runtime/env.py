@@ -518,12 +518,14 @@ class RuntimeEnv:
         return self._read(reads.rules)  # type: ignore[no-any-return]
 
     def get_datacenter_settings(self) -> DatacenterConfig:
-        return {}
+        # replicated by `ha-manager datacenter set` (store op dc_options_set), already
+        # validated by apply: {"ha": {"shutdown_policy": ...}, "crs": {"ha": ..., ...}}
+        return self._read(reads.datacenter)  # type: ignore[no-any-return]
 
     def get_static_node_stats(self) -> dict[str, dict[str, float]]:
-        # no datacenter settings are replicated yet (crs.ha is always 'basic'), so the
-        # static/dynamic schedulers are never selected; {} falls back to 'basic'
-        return {}
+        # each daemon publishes its CPUs and memory at start (harepl.runtime.nodestats); a
+        # node missing here makes the core fall back to 'basic' with a warning
+        return self._read(reads.node_stats)  # type: ignore[no-any-return]
 
     def get_service_stats(self, kind: str) -> dict[str, dict[str, float]]:
         return {}

@@ -39,6 +39,13 @@ def client(api: LocalApi) -> ApiClient:
     return ApiClient(api.socket_path, timeout_s=10)
 
 
+def checked_digest(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object without its `digest`, after checking the digest is the store's of it."""
+    rest = {k: v for k, v in item.items() if k not in ("digest", key)}
+    assert item["digest"] == reads.digest(rest)
+    return {k: v for k, v in item.items() if k != "digest"}
+
+
 def applied(api: LocalApi) -> int:
     return reads.applied_count(api.backend.conn)
 
@@ -135,7 +142,7 @@ def test_resource_lifecycle(api: LocalApi, client: ApiClient) -> None:
     assert stored == {"type": "exec", "state": "started", "node": "node2", "max_restart": 2,
                       "max_relocate": 1, "failback": True, "comment": "the web",
                       "params": {"command": "sleep 1000"}}
-    assert client.get("/resources/exec:web") == {"sid": "exec:web", **stored}
+    assert checked_digest(client.get("/resources/exec:web"), "sid") == {"sid": "exec:web", **stored}
     assert client.get("/resources/exec%3Aweb")["sid"] == "exec:web"
 
     client.put("/resources/exec:web", {"state": "disabled", "params": {"extra": "1"}, "delete": ["comment"]})
@@ -162,7 +169,7 @@ def test_add_defaults_and_bare_vmid(api: LocalApi, client: ApiClient) -> None:
     client.post("/resources", {"sid": "ocf:dummy", "params": {"agent": "heartbeat/Dummy", "fake": "x"}})
     listed = client.get("/resources")
     assert [r["sid"] for r in listed] == ["fa:100", "ocf:dummy", "vm:100"]
-    assert listed[0] == {"sid": "fa:100", "type": "fa", "state": "started", "node": "node1",
+    assert checked_digest(listed[0], "sid") == {"sid": "fa:100", "type": "fa", "state": "started", "node": "node1",
                          "max_restart": 1, "max_relocate": 1, "failback": True, "params": {}}
     assert listed[2]["type"] == "vm"
     assert [r["sid"] for r in client.get("/resources", type="ocf")] == ["ocf:dummy"]
@@ -262,7 +269,7 @@ def test_service_in_error_state_must_be_disabled_first(api: LocalApi, client: Ap
 
 def test_groups_crud(api: LocalApi, client: ApiClient) -> None:
     client.post("/groups", {"group": "web", "nodes": "node1:2,node2", "restricted": 1})
-    assert client.get("/groups/web") == {"group": "web", "nodes": {"node1": 2, "node2": 0},
+    assert checked_digest(client.get("/groups/web"), "group") == {"group": "web", "nodes": {"node1": 2, "node2": 0},
                                          "restricted": True, "nofailback": False}
     client.put("/groups/web", {"nofailback": True, "comment": "front"})
     client.put("/groups/web", {"delete": ["restricted"]})
@@ -301,7 +308,7 @@ def test_rules_crud(api: LocalApi, client: ApiClient) -> None:
     assert [r["rule"] for r in client.get("/rules", type="node-affinity")] == ["pin"]
     assert [r["rule"] for r in client.get("/rules", resource="fa:101")] == ["keep-apart"]
     client.put("/rules/pin", {"disable": 1, "nodes": "node2:3"})
-    assert client.get("/rules/pin") == {"rule": "pin", "type": "node-affinity", "resources": ["fa:100"],
+    assert checked_digest(client.get("/rules/pin"), "rule") == {"rule": "pin", "type": "node-affinity", "resources": ["fa:100"],
                                         "nodes": {"node2": 3}, "strict": True, "disable": True}
     expect_error(lambda: client.put("/rules/pin", {"type": "resource-affinity"}), 400, "type cannot change")
     expect_error(lambda: client.post("/rules", {"rule": "x", "type": "node-affinity", "resources": "fa:999",

@@ -10,10 +10,18 @@ envelope: `{"op": OP, ...fields}`; the backend adds `v`, `id` and `ts` (e.g. wit
 `harepl.store.commands.make(**command)`) and proposes it. One user action is one command,
 so a write is applied whole or rejected whole, never partially. The API sends only:
 
-    resource_add {sid, config}            resource_set {sid, changes, delete?}
-    resource_remove {sid}                 group_set {name, config}   (whole group)
-    group_remove {name}                   rule_set {rule_id, rule}   (whole rule)
+    resource_add {sid, config}            resource_update {sid, changes, delete?, digest?}
+    resource_remove {sid}                 group_set {name, config}   (a new group)
+    group_update {name, changes, delete?, digest?}
+    group_remove {name}                   rule_set {rule_id, rule}   (a new rule)
+    rule_update {rule_id, changes, delete?, digest?}
     rule_remove {rule_id}                 crm_command_enqueue {cmd}  ("migrate SID NODE", ...)
+    dc_options_set {options, delete?, digest?}
+
+Edits are field-level (*_update, dc_options_set): apply merges the named fields into the
+object as it is then, so two operators changing different fields both win. A `digest`
+(the one the API returned with the object) makes apply refuse the edit if the object
+changed since it was read (409, "config changed meanwhile (digest mismatch) ...").
 
 Values are already validated and normalised by the API (`validate.py`) into the
 CONTRACTS.md shapes; the store's apply checks them again (the authority) and may still
@@ -26,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 WRITE_OPS = (
-    "resource_add", "resource_set", "resource_remove", "group_set", "group_remove",
-    "rule_set", "rule_remove", "crm_command_enqueue",
+    "resource_add", "resource_set", "resource_update", "resource_remove", "group_set", "group_update",
+    "group_remove", "rule_set", "rule_update", "rule_remove", "crm_command_enqueue", "dc_options_set",
 )
 
 
@@ -47,6 +55,8 @@ class ClusterState:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: tuple[str, ...] = ()                 # cluster members by configuration
+    datacenter: dict[str, dict[str, Any]] = field(default_factory=dict)   # {"ha": {..}, "crs": {..}}
+    node_stats: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> maxcpu, maxmem
 
 
 @dataclass(frozen=True)

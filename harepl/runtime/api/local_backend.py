@@ -40,7 +40,8 @@ def cluster_state(conn: sqlite3.Connection, node: str, quorate: bool,
         known = tuple(sorted(reads.nodes(conn))) or tuple(nodes)
         return ClusterState(node=node, quorate=quorate, manager_status=manager, lrm_status=lrm,
                             resources=reads.service_config(conn), groups=reads.groups(conn),
-                            rules=reads.rules(conn), nodes=known)
+                            rules=reads.rules(conn), nodes=known, datacenter=reads.datacenter(conn),
+                            node_stats=reads.node_stats(conn))
     finally:
         if own_txn:
             conn.execute("COMMIT")

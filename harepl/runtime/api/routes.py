@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from harepl.runtime.api import options as dc
 from harepl.runtime.api import validate as v
 from harepl.runtime.api.backend import ApiBackend, BackendUnavailable, ClusterState
 from harepl.runtime.api.errors import ApiError, bad_request, conflict, not_found
+from harepl.store.reads import digest
 
 API_PREFIX = ""  # unversioned paths; the lab probes GET /status
 
@@ -110,6 +112,7 @@ def status_manager(req: Request) -> Any:
         "manager_status": state.manager_status,
         "quorum": {"node": state.node, "quorate": state.quorate},
         "lrm_status": state.lrm_status,
+        "datacenter": state.datacenter,
     }
 
 
@@ -127,12 +130,15 @@ def nodes_index(req: Request) -> Any:
             "master": state.manager_status.get("master_node") == name,
             "lrm_mode": lrm.get("mode"),
             "lrm_state": lrm.get("state"),
+            # static capacity the node published (the 'static' scheduler's maxcpu/maxmem)
+            **{k: int(x) for k, x in state.node_stats.get(name, {}).items()},
         })
     return out
 
 
 def _resource_view(sid: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {"sid": sid, **config}
+    # digest: what an edit sends back to be refused if the resource changed meanwhile
+    return {"sid": sid, **config, "digest": digest(config)}
 
 
 def resources_index(req: Request) -> Any:
@@ -163,7 +169,8 @@ def resource_read(req: Request) -> Any:
 def groups_index(req: Request) -> Any:
     _check_query(req, ())
     state = _state(req)
-    return [{"group": name, **state.groups[name]} for name in sorted(state.groups)]
+    return [{"group": name, **state.groups[name], "digest": digest(state.groups[name])}
+            for name in sorted(state.groups)]
 
 
 def group_read(req: Request) -> Any:
@@ -171,7 +178,7 @@ def group_read(req: Request) -> Any:
     name = v.parse_id(req.params["group"], "group name")
     if name not in state.groups:
         raise not_found(f"no such HA group '{name}'")
-    return {"group": name, **state.groups[name]}
+    return {"group": name, **state.groups[name], "digest": digest(state.groups[name])}
 
 
 def rules_index(req: Request) -> Any:
@@ -188,7 +195,7 @@ def rules_index(req: Request) -> Any:
             continue
         if resource and resource not in rule.get("resources", []):
             continue
-        out.append({"rule": rule_id, **rule})
+        out.append({"rule": rule_id, **rule, "digest": digest(rule)})
     return out
 
 
@@ -197,7 +204,7 @@ def rule_read(req: Request) -> Any:
     rule_id = v.parse_id(req.params["rule"], "rule id")
     if rule_id not in state.rules:
         raise not_found(f"HA rule '{rule_id}' does not exist")
-    return {"rule": rule_id, **state.rules[rule_id]}
+    return {"rule": rule_id, **state.rules[rule_id], "digest": digest(state.rules[rule_id])}
 
 
 STATUS_WRITE_OPS = ("manager_status_set", "lrm_status_set")   # every loop: noise for an operator
@@ -206,6 +213,11 @@ EVENTS_SCAN_MAX = 10_000     # the store keeps at most this many events
 
 def _interesting(event: dict[str, Any]) -> bool:
     return not event.get("ok", True) or event.get("op") not in STATUS_WRITE_OPS
+
+
+def options_read(req: Request) -> Any:
+    _check_query(req, ())
+    return dc.options_view(_state(req))
 
 
 def events_index(req: Request) -> Any:
@@ -261,6 +273,8 @@ ROUTES_SPEC: list[tuple[str, str, Handler]] = [
     ("PUT", "/rules/{rule}", _write(lambda r, s: v.rule_set(r.params["rule"], r.body, s))),
     ("DELETE", "/rules/{rule}", _write(lambda r, s: v.rule_remove(r.params["rule"], s))),
     ("GET", "/events", events_index),
+    ("GET", "/cluster/options", options_read),
+    ("PUT", "/cluster/options", _write(lambda r, s: dc.options_set(r.body, s))),
 ]
 
 ROUTES: list[Route] = [

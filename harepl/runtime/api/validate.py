@@ -13,6 +13,8 @@ from typing import Any
 
 from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import ApiError, bad_request, conflict, not_found
+from harepl.store.commands import DIGEST_MISMATCH
+from harepl.store.reads import digest
 
 SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
 REQUEST_STATES = ("started", "stopped", "disabled", "ignored")
@@ -106,6 +108,19 @@ def parse_node_name(raw: Any, state: ClusterState | None, what: str = "node") ->
 def parse_id(raw: Any, what: str) -> str:
     if not isinstance(raw, str) or not _ID_RE.match(raw):
         raise bad_request(f"invalid {what} {raw!r}: start with a letter, then letters, digits, _ . -")
+    return raw
+
+
+def parse_digest(body: dict[str, Any], current: Any) -> str | None:
+    """The optional `digest` of an edit: refused at once when it is already stale (the
+    store checks it again, atomically, when it applies the edit)."""
+    if "digest" not in body:
+        return None
+    raw = body["digest"]
+    if not isinstance(raw, str) or not re.fullmatch(r"[0-9a-f]{40}", raw):
+        raise bad_request("digest must be the 40 hex digits returned with the object")
+    if digest(current) != raw:
+        raise conflict(DIGEST_MISMATCH)
     return raw
 
 
@@ -252,37 +267,38 @@ def _check_not_error(sid: str, state: ClusterState, requested: str | None = None
 
 
 def resource_set(raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]:
+    """A field-level edit (store op resource_update): only the given fields (and the given
+    agent parameters) change, merged by the store at apply time."""
     sid = existing_sid(raw_sid, state)
-    body = _require_object(body, ("type", "delete", *RESOURCE_KEYS), "resource")
+    body = _require_object(body, ("type", "delete", "digest", *RESOURCE_KEYS), "resource")
     kind = sid.split(":", 1)[0]
     if "type" in body and body["type"] != kind:
         raise bad_request(f"type '{body['type']}' does not match sid '{sid}'")
-    changes = _resource_fields({k: v for k, v in body.items() if k not in ("type", "delete")}, state)
+    current = state.resources[sid]
+    seen = parse_digest(body, current)
+    changes = _resource_fields({k: v for k, v in body.items() if k not in ("type", "delete", "digest")}, state)
     delete = _parse_delete(body.get("delete"), RESOURCE_DELETABLE, extra_prefix="params.")
     both = sorted(set(changes) & set(delete))
+    both += [k for k in delete if k.startswith("params.") and k[len("params."):] in changes.get("params", {})]
     if both:
         raise bad_request(f"cannot set and delete '{both[0]}' at once")
     if not changes and not delete:
         raise bad_request("nothing to change")
     _check_not_error(sid, state, changes.get("state"))
-    # params are replaced whole by the store: send the merged map
-    current = state.resources[sid]
-    params = dict(current.get("params") or {})
-    params.update(changes.get("params", {}))
-    store_delete = []
+    # what the merged config would be now: refused early if no agent could run it
+    params = {**(current.get("params") or {}), **changes.get("params", {})}
+    merged = {**current, **changes}
     for key in delete:
         if key.startswith("params."):
             params.pop(key[len("params."):], None)
         elif key in RESOURCE_DEFAULTS:
-            changes[key] = RESOURCE_DEFAULTS[key]
-        else:
-            store_delete.append(key)
-    check_agent_params(sid, {**current, **changes, "params": params})
-    if "params" in changes or params != dict(current.get("params") or {}):
-        changes["params"] = params
-    command: dict[str, Any] = {"op": "resource_set", "sid": sid, "changes": changes}
-    if store_delete:
-        command["delete"] = store_delete
+            merged[key] = RESOURCE_DEFAULTS[key]
+    check_agent_params(sid, {**merged, "params": params})
+    command: dict[str, Any] = {"op": "resource_update", "sid": sid, "changes": changes}
+    if delete:
+        command["delete"] = delete
+    if seen:
+        command["digest"] = seen
     return command
 
 
@@ -347,25 +363,25 @@ def group_add(body: Any, state: ClusterState) -> dict[str, Any]:
 
 
 def group_set(raw_name: Any, body: Any, state: ClusterState) -> dict[str, Any]:
+    """A field-level edit (store op group_update)."""
     name = parse_id(raw_name, "group name")
     if name not in state.groups:
         raise not_found(f"no such HA group '{name}'")
-    body = _require_object(body, ("delete", *GROUP_KEYS), "group")
-    changes = _group_fields({k: v for k, v in body.items() if k != "delete"}, state)
+    body = _require_object(body, ("delete", "digest", *GROUP_KEYS), "group")
+    seen = parse_digest(body, state.groups[name])
+    changes = _group_fields({k: v for k, v in body.items() if k not in ("delete", "digest")}, state)
     delete = _parse_delete(body.get("delete"), ("comment", "restricted", "nofailback"))
     if not changes and not delete:
         raise bad_request("nothing to change")
     both = sorted(set(changes) & set(delete))
     if both:
         raise bad_request(f"cannot set and delete '{both[0]}' at once")
-    # the store's group_set replaces the whole group: send the merged config
-    config = {**state.groups[name], **changes}
-    for key in delete:
-        if key == "comment":
-            config.pop(key, None)
-        else:
-            config[key] = False
-    return {"op": "group_set", "name": name, "config": config}
+    command: dict[str, Any] = {"op": "group_update", "name": name, "changes": changes}
+    if delete:
+        command["delete"] = delete
+    if seen:
+        command["digest"] = seen
+    return command
 
 
 def group_remove(raw_name: Any, state: ClusterState) -> dict[str, Any]:
@@ -442,14 +458,16 @@ def rule_add(body: Any, state: ClusterState) -> dict[str, Any]:
 
 
 def rule_set(raw_id: Any, body: Any, state: ClusterState) -> dict[str, Any]:
+    """A field-level edit (store op rule_update)."""
     rule_id = parse_id(raw_id, "rule id")
     if rule_id not in state.rules:
         raise not_found(f"HA rule '{rule_id}' does not exist")
-    body = _require_object(body, ("delete", *RULE_KEYS), "rule")
+    body = _require_object(body, ("delete", "digest", *RULE_KEYS), "rule")
     current = state.rules[rule_id]
     if "type" in body and body["type"] != current.get("type"):
         raise bad_request(f"rule '{rule_id}' is of type {current.get('type')}; its type cannot change")
-    changes = _rule_fields({k: v for k, v in body.items() if k not in ("type", "delete")}, state)
+    seen = parse_digest(body, current)
+    changes = _rule_fields({k: v for k, v in body.items() if k not in ("type", "delete", "digest")}, state)
     delete = _parse_delete(body.get("delete"), ("comment", "disable", "strict"))
     both = sorted(set(changes) & set(delete))
     if both:
@@ -460,7 +478,12 @@ def rule_set(raw_id: Any, body: Any, state: ClusterState) -> dict[str, Any]:
     for key in delete:
         merged.pop(key, None)
     _check_rule_shape(rule_id, merged)
-    return {"op": "rule_set", "rule_id": rule_id, "rule": merged}
+    command: dict[str, Any] = {"op": "rule_update", "rule_id": rule_id, "changes": changes}
+    if delete:
+        command["delete"] = delete
+    if seen:
+        command["digest"] = seen
+    return command
 
 
 def rule_remove(raw_id: Any, state: ClusterState) -> dict[str, Any]:
