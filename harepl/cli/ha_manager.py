@@ -87,6 +87,18 @@ def bool_option(name: str, help_text: str) -> Any:
     return click.option(name, type=BOOL, default=None, is_flag=False, flag_value="1", help=help_text)
 
 
+def digest_option(f: Any) -> Any:
+    return click.option("--digest", default=None, metavar="SHA1",
+                        help="Refuse the change if the object changed since this digest was read "
+                             "(it is shown with --output-format json).")(f)
+
+
+def _with_digest(body: dict[str, Any], digest: str | None) -> dict[str, Any]:
+    if digest is not None:
+        body["digest"] = digest
+    return body
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Manage HA services (Proxmox's ha-manager verbs) through the local harepl daemon.
@@ -187,12 +199,13 @@ def add(sid: str, **opts: Any) -> None:
 @resource_options
 @click.option("--delete", default=None, metavar="LIST",
               help="Settings to delete, comma separated (group, comment, ..., params.KEY).")
-def set_(sid: str, delete: str | None, **opts: Any) -> None:
-    """Update a resource's configuration."""
+@digest_option
+def set_(sid: str, delete: str | None, digest: str | None, **opts: Any) -> None:
+    """Update a resource's configuration (only the given settings change)."""
     body = _resource_body(opts)
     if delete:
         body["delete"] = [key for key in delete.replace(";", ",").split(",") if key]
-    _call("PUT", f"/resources/{seg(sid)}", body)
+    _call("PUT", f"/resources/{seg(sid)}", _with_digest(body, digest))
 
 
 @cli.command()
@@ -300,12 +313,13 @@ def groupadd(group: str, nodes: str, **opts: Any) -> None:
 @click.option("--nodes", default=None, metavar="NODE[:PRIO],...", help="Member nodes with priorities.")
 @group_options
 @click.option("--delete", default=None, metavar="LIST", help="Settings to delete, comma separated.")
-def groupset(group: str, nodes: str | None, delete: str | None, **opts: Any) -> None:
-    """Update an HA group."""
+@digest_option
+def groupset(group: str, nodes: str | None, delete: str | None, digest: str | None, **opts: Any) -> None:
+    """Update an HA group (only the given settings change)."""
     body = _group_body(nodes, **opts)
     if delete:
         body["delete"] = [key for key in delete.split(",") if key]
-    _call("PUT", f"/groups/{seg(group)}", body)
+    _call("PUT", f"/groups/{seg(group)}", _with_digest(body, digest))
 
 
 @cli.command()
@@ -386,12 +400,13 @@ def rules_add(kind: str, rule: str, **opts: Any) -> None:
 @click.argument("rule")
 @rule_options
 @click.option("--delete", default=None, metavar="LIST", help="Settings to delete, comma separated.")
-def rules_set(kind: str, rule: str, delete: str | None, **opts: Any) -> None:
-    """Update an HA rule."""
+@digest_option
+def rules_set(kind: str, rule: str, delete: str | None, digest: str | None, **opts: Any) -> None:
+    """Update an HA rule (only the given settings change)."""
     body: dict[str, Any] = {key: value for key, value in opts.items() if value is not None}
     if delete:
         body["delete"] = [key for key in delete.split(",") if key]
-    _call("PUT", f"/rules/{seg(rule)}", {"type": kind, **body})
+    _call("PUT", f"/rules/{seg(rule)}", _with_digest({"type": kind, **body}, digest))
 
 
 @rules.command(name="remove")
@@ -414,3 +429,51 @@ def events(after: int | None, limit: int, show_all: bool, output_format: str) ->
     """Show the cluster's history: changes, commands, leases, rejections (oldest first)."""
     data = _call("GET", "/events", after=after, limit=limit, include_status=1 if show_all else 0)
     _emit(data, output_format, output.events_text(data) if output_format == "text" else None)
+
+
+# ---------------------------------------------------------------- datacenter (pvesh /cluster/options)
+
+@cli.group()
+def datacenter() -> None:
+    """Datacenter HA settings: shutdown policy and CRS scheduler (datacenter.cfg 'ha', 'crs')."""
+
+
+@datacenter.command(name="show")
+@output_format_option
+def datacenter_show(output_format: str) -> None:
+    """Show the datacenter HA settings and each node's published capacity."""
+    options = _call("GET", "/cluster/options")
+    nodes = _call("GET", "/nodes")
+    if output_format == "text":
+        click.echo(output.datacenter_text(options, nodes))
+    else:
+        stats = {n["node"]: {k: n[k] for k in ("maxcpu", "maxmem") if k in n} for n in nodes}
+        _emit({"options": options, "node_stats": stats}, output_format)
+
+
+@datacenter.command(name="set")
+@click.option("--shutdown-policy", "--shutdown_policy", "shutdown_policy", default=None,
+              metavar="conditional|freeze|failover|migrate",
+              help="What a node shutdown does with its services (ha: shutdown_policy=...).")
+@click.option("--ha", "ha_opts", default=None, metavar="KEY=VALUE,...", help="The 'ha' settings, e.g. "
+              "shutdown_policy=migrate.")
+@click.option("--crs", "crs_opts", default=None, metavar="KEY=VALUE,...", help="The 'crs' settings, e.g. "
+              "ha=static,ha-rebalance-on-start=1.")
+@click.option("--delete", default=None, metavar="LIST", help="Settings to unset (back to the default), "
+              "comma separated: ha, crs, crs.ha-rebalance-on-start, ...")
+@digest_option
+def datacenter_set(shutdown_policy: str | None, ha_opts: str | None, crs_opts: str | None,
+                   delete: str | None, digest: str | None) -> None:
+    """Change datacenter HA settings (merged: settings not named stay as they are)."""
+    body: dict[str, Any] = {}
+    if shutdown_policy is not None:
+        if ha_opts is not None:
+            raise HaError("give the shutdown policy once: --shutdown-policy or --ha shutdown_policy=...", 400)
+        ha_opts = f"shutdown_policy={shutdown_policy}"
+    if ha_opts is not None:
+        body["ha"] = ha_opts
+    if crs_opts is not None:
+        body["crs"] = crs_opts
+    if delete:
+        body["delete"] = [key for key in delete.replace(";", ",").split(",") if key]
+    _call("PUT", "/cluster/options", _with_digest(body, digest))

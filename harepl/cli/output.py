@@ -121,3 +121,32 @@ def events_text(events: list[dict[str, Any]]) -> str:
         mark = "" if ev.get("ok", True) else "REJECTED "
         lines.append(f"{ev.get('seq')}\t{when}\t{ev.get('op')}\t{mark}{ev.get('detail', '')}")
     return "\n".join(lines)
+
+
+# what an unset datacenter HA setting means (Proxmox's defaults)
+DC_DEFAULTS: dict[str, dict[str, Any]] = {"ha": {"shutdown_policy": "conditional"}, "crs": {"ha": "basic"}}
+
+
+def property_string(values: dict[str, Any]) -> str:
+    """{k: v} as a Proxmox property string: 'ha=static,ha-rebalance-on-start=1'."""
+    return ",".join(f"{key}={_value(values[key])}" for key in sorted(values, key=lambda k: (k != "ha", k)))
+
+
+def datacenter_text(options: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+    """`ha-manager datacenter show`: datacenter.cfg lines, defaults marked, node capacity."""
+    lines = []
+    for section in ("ha", "crs"):
+        values = options.get(section)
+        if values:
+            lines.append(f"{section}: {property_string(values)}")
+        else:
+            lines.append(f"{section}: {property_string(DC_DEFAULTS[section])} (default)")
+    if options.get("digest"):
+        lines.append(f"digest: {options['digest']}")
+    for node in sorted(nodes, key=lambda n: n["node"]):
+        if node.get("maxcpu") and node.get("maxmem"):
+            lines.append(f"node {node['node']}: maxcpu {node['maxcpu']}, "
+                         f"maxmem {node['maxmem'] / (1 << 30):.1f} GiB")
+        else:
+            lines.append(f"node {node['node']}: no static stats published")
+    return "\n".join(lines)

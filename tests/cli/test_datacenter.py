@@ -1,0 +1,106 @@
+"""`ha-manager datacenter show|set` and `--digest` against a real API on the real store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from harepl.cli.ha_manager import cli
+from harepl.runtime.api.local_backend import LocalApi
+from harepl.store import commands as C
+from harepl.store import reads
+
+
+@pytest.fixture
+def api() -> Iterator[LocalApi]:
+    path = tempfile.mkdtemp(prefix="hdc-", dir="/tmp")
+    with LocalApi(path) as running:
+        yield running
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def ha(api: LocalApi):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True) -> Result:
+        result = runner.invoke(cli, list(args), env={"HAREPL_API": api.socket_path, "HAREPL_TOKEN": ""})
+        if ok:
+            assert result.exit_code == 0, (args, result.output, result.exception)
+        return result
+
+    return run
+
+
+def one_error_line(result: Result, exit_code: int, fragment: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and fragment in lines[0], lines[0]
+
+
+def test_show_defaults_then_set_and_show(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
+    api.backend.apply_raw(C.node_stats_set("node1", 2, 4 << 30))
+    shown = ha("datacenter", "show").output.splitlines()
+    assert shown[:2] == ["ha: shutdown_policy=conditional (default)", "crs: ha=basic (default)"]
+    assert shown[2] == f"digest: {reads.digest({})}"
+    assert shown[3:] == ["node node1: maxcpu 2, maxmem 4.0 GiB", "node node2: no static stats published",
+                         "node node3: no static stats published"]
+    ha("datacenter", "set", "--shutdown-policy", "migrate", "--crs", "ha=static,ha-rebalance-on-start=1")
+    assert api.backend.read_state().datacenter == {"ha": {"shutdown_policy": "migrate"},
+                                                   "crs": {"ha": "static", "ha-rebalance-on-start": True}}
+    shown = ha("datacenter", "show").output.splitlines()
+    assert shown[:2] == ["ha: shutdown_policy=migrate", "crs: ha=static,ha-rebalance-on-start=1"]
+    data = json.loads(ha("datacenter", "show", "--output-format", "json").output)
+    assert data["options"]["crs"] == {"ha": "static", "ha-rebalance-on-start": True}
+    assert data["node_stats"]["node1"] == {"maxcpu": 2, "maxmem": 4 << 30}
+    ha("datacenter", "set", "--delete", "crs.ha-rebalance-on-start")
+    ha("datacenter", "set", "--ha", "shutdown_policy=freeze")
+    assert api.backend.read_state().datacenter == {"ha": {"shutdown_policy": "freeze"}, "crs": {"ha": "static"}}
+    # status --verbose shows them with the full cluster state
+    assert '"shutdown_policy": "freeze"' in ha("status", "--verbose").output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--shutdown-policy", "sometimes"], "ha.shutdown_policy: expected one of conditional, freeze, failover, migrate"),
+    (["--crs", "ha=dynamic"], "crs.ha: expected one of basic, static"),
+    (["--crs", "scheduler=static"], "unknown datacenter option 'crs.scheduler'"),
+    (["--delete", "ha.nope"], "cannot delete unknown datacenter option 'ha.nope'"),
+    (["--shutdown-policy", "freeze", "--ha", "shutdown_policy=migrate"], "give the shutdown policy once"),
+    ([], "nothing to change"),
+])
+def test_bad_datacenter_set_is_one_line_exit_2(api: LocalApi, ha, args: list[str],  # type: ignore[no-untyped-def]
+                                               fragment: str) -> None:
+    before = reads.applied_count(api.backend.conn)
+    one_error_line(ha("datacenter", "set", *args, ok=False), 2, fragment)
+    assert reads.applied_count(api.backend.conn) == before
+
+
+def test_digest_option_refuses_a_stale_edit(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
+    ha("groupadd", "web", "--nodes", "node1:2,node2")
+    ha("add", "fa:1", "--group", "web")
+    ha("rules", "add", "node-affinity", "pin", "--resources", "fa:1", "--nodes", "node1")
+    group = json.loads(ha("groupconfig", "--output-format", "json").output)[0]
+    resource = json.loads(ha("config", "--output-format", "json").output)[0]
+    rule = json.loads(ha("rules", "list", "--output-format", "json").output)[0]
+    options = json.loads(ha("datacenter", "show", "--output-format", "json").output)["options"]
+    ha("groupset", "web", "--comment", "one", "--digest", group["digest"])
+    ha("set", "fa:1", "--comment", "one", "--digest", resource["digest"])
+    ha("rules", "set", "node-affinity", "pin", "--comment", "one", "--digest", rule["digest"])
+    ha("datacenter", "set", "--crs", "ha=static", "--digest", options["digest"])
+    for args in (["groupset", "web", "--nofailback", "1", "--digest", group["digest"]],
+                 ["set", "fa:1", "--state", "stopped", "--digest", resource["digest"]],
+                 ["rules", "set", "node-affinity", "pin", "--strict", "1", "--digest", rule["digest"]],
+                 ["datacenter", "set", "--crs", "ha=basic", "--digest", options["digest"]]):
+        one_error_line(ha(*args, ok=False), 2, "config changed meanwhile (digest mismatch) - reload and retry")
+    state = api.backend.read_state()
+    assert state.groups["web"]["nofailback"] is False and state.resources["fa:1"]["state"] == "started"
+    assert "strict" not in state.rules["pin"] or state.rules["pin"]["strict"] is False
+    assert state.datacenter == {"crs": {"ha": "static"}}
+    one_error_line(ha("groupset", "web", "--comment", "x", "--digest", "abc", ok=False), 2,
+                   "digest must be the 40 hex digits")
