@@ -4,7 +4,7 @@ Accepted like `pvesh set /cluster/options --ha shutdown_policy=migrate --crs ha=
 each section as a property string ("ha=static,ha-rebalance-on-start=1") or as an object
 ({"ha": "static", "ha-rebalance-on-start": true}). Settings are merged key by key by the
 store; `delete` names "SECTION" or "SECTION.KEY". The store's vocabulary
-(`harepl.store.commands.DC_OPTIONS`) is the one authority for keys and values.
+(`harepl.store.commands_v2.DC_OPTIONS`) is the one authority for keys and values.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import bad_request
 from harepl.runtime.api.validate import _require_object, parse_bool, parse_digest, parse_int
 from harepl.store import commands as C
+from harepl.store import commands_v2 as V2
 from harepl.store.reads import digest
 
-DC_SECTIONS = tuple(sorted(C.DC_OPTIONS))
+DC_SECTIONS = tuple(sorted(V2.DC_OPTIONS))
 _BOOL_KEYS = {("crs", "ha-rebalance-on-start"), ("crs", "ha-auto-rebalance")}
 _INT_KEYS = {("crs", "ha-auto-rebalance-hold-duration")}
 
@@ -56,7 +57,7 @@ def parse_section(section: str, raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         try:
-            out[key] = C.dc_option_check(section, key, _value(section, key, value))
+            out[key] = V2.dc_option_check(section, key, _value(section, key, value))
         except C.CommandError as exc:
             raise bad_request(str(exc)) from None
     return out
@@ -74,7 +75,7 @@ def options_set(body: Any, state: ClusterState) -> dict[str, Any]:
         raise bad_request("delete must be a list like ['crs.ha-rebalance-on-start', 'ha']")
     for item in delete:
         section, _, key = item.partition(".")
-        if section not in C.DC_OPTIONS or (key and key not in C.DC_OPTIONS[section]):
+        if section not in V2.DC_OPTIONS or (key and key not in V2.DC_OPTIONS[section]):
             raise bad_request(f"cannot delete unknown datacenter option '{item}'")
         if (key and key in options.get(section, {})) or (not key and section in options):
             raise bad_request(f"cannot set and delete '{item}' at once")
