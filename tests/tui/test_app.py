@@ -83,7 +83,7 @@ def test_disable_then_enable_reaches_store(api: LocalApi, client: ApiClient) -> 
             await pilot.press("y")
             await settle(pilot)
             assert client.get("/resources/exec:web")["state"] == "disabled"
-            seq = [e["seq"] for e in client.get("/events", limit=1000) if e["op"] == "resource_set"][-1]
+            seq = [e["seq"] for e in client.get("/events", limit=1000) if e["op"] == "resource_update"][-1]
             assert status(app).plain == f"disable exec:web: done (seq={seq} sid=exec:web)"   # the API's result
             assert rows(app, "services")["exec:web"][3] == "disabled"
             # the cursor stayed on the service through the refresh
@@ -264,12 +264,12 @@ def test_service_screen_and_history(api: LocalApi, client: ApiClient) -> None:
             await pilot.press("d", "y")          # actions work from the detail screen too
             await settle(pilot)
             assert client.get("/resources/exec:db")["state"] == "disabled"
-            assert "resource_set" in app.screen.query_one(ServiceDetail).plain
+            assert "resource_update" in app.screen.query_one(ServiceDetail).plain
             await pilot.press("escape", "h")
             assert isinstance(app.screen, EventsScreen)
             table: DataTable[Any] = app.screen.query_one(DataTable)
             ops = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
-            assert ops[0] == "resource_set"                     # newest first
+            assert ops[0] == "resource_update"                     # newest first
             assert ops.count("resource_add") == 2 and "group_set" in ops
             assert "manager_status_set" not in ops               # routine writes left out
             assert any(e["op"] == "manager_status_set" for e in client.get("/events", limit=1000))
