@@ -31,7 +31,8 @@ from .apply import (
 def _edit(c: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     changes, delete = dict(c["changes"]), list(c.get("delete", []))
     params = changes.get("params") or {}
-    both = sorted((set(changes) & set(delete)) | {k for k in delete if k[len("params."):] in params})
+    both = sorted((set(changes) & set(delete))
+                  | {k for k in delete if k.startswith("params.") and k[len("params."):] in params})
     if both:
         raise Rejected("invalid", f"cannot set and delete {both[0]!r} at once")
     if not changes and not delete:

@@ -154,6 +154,8 @@ def test_resource_update_merges_params_key_by_key() -> None:
     rejected(conn, C.resource_update("exec:a", {"group": "nogroup"}, ts=4.0), "constraint")
     rejected(conn, C.resource_update("exec:a", {"type": "ocf"}, ts=4.0), "invalid")
     rejected(conn, C.resource_update("exec:a", {"params": {"y": "3"}}, delete=["params.y"], ts=4.0), "invalid")
+    # a parameter named like the tail of a deletable key is no clash
+    ok(conn, C.resource_update("exec:a", {"params": {"art": "1"}}, delete=["max_restart"], ts=5.0))
 
 
 def test_rule_update_keeps_the_rule_well_formed() -> None:
