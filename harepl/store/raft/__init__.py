@@ -153,7 +153,7 @@ class _Replica(_ElectionGuard, SyncObj):  # type: ignore[misc]
     def __init__(self, node: StoreNode, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._node = node
         self._pending_change_idx: int | None = None
-        self._init_election_guard(sticky_s=conf.raftMinTimeout)
+        self._init_election_guard(sticky_s=conf.raftMinTimeout, handoff_after_s=2 * conf.raftMaxTimeout)
         super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
         self._last_append = self._SyncObj__transport.last_append
 

@@ -24,14 +24,26 @@ copying:
    rejoin nor -- with rule 1 -- be heard.  It answers `harepl_stale_term` and the leader
    adopts the higher term and steps down (as Raft's AppendEntries reply does; etcd does the
    same with check-quorum).  With pre-vote this is rare: one election, not a flap.
+4. *Hand-off to a node that reaches everyone*: rules 1-2 keep a node that cannot hear the
+   leader (but can hear the others) from deposing it -- and leave it without a leader
+   for as long as the cut lasts (Raft does not relay).  A follower that denies a pre-vote
+   because it hears the leader tells the leader (`harepl_unheard`: "C cannot hear you,
+   I can hear C").  When such reports about C have kept coming for `handoff_after_s`
+   (so a node just resumed or rejoining, which hears the leader within a heartbeat, never
+   triggers it), C has not answered the leader for `sticky_s` either, and the reporter
+   answers and is fully caught up, the leader announces the hand-off to its followers
+   (`harepl_handoff`: they may vote for that node in the next term despite rule 1, as the
+   thesis allows for leadership transfer) and calls pysyncobj's `transferLeadership`.
+   One planned election; afterwards every node hears the leader.  At most one hand-off
+   per leader per `handoff_after_s`.
 
 Raft's safety is untouched: votes are still granted only by pysyncobj (one per term,
 persisted before the reply leaves -- see the transport), a leader still needs a majority,
 and terms only ever grow.  Our messages travel only on authenticated connections and are
 accepted only from members (`otherNodes`).
 
-Not supported: pysyncobj's `transferLeadership` (its `request_vote` would be ignored by
-sticky followers; harepl never calls it).
+pysyncobj's `transferLeadership` is used only by rule 4 (elsewhere its request_vote would
+be ignored by sticky followers without the announcement).
 """
 
 from __future__ import annotations
@@ -45,6 +57,8 @@ log = logging.getLogger("harepl.store.raft")
 
 FOLLOWER, CANDIDATE, LEADER = 0, 1, 2  # pysyncobj's _RAFT_STATE
 PREVOTE, PREVOTE_REPLY, STALE_TERM = "harepl_prevote", "harepl_prevote_reply", "harepl_stale_term"
+UNHEARD, HANDOFF = "harepl_unheard", "harepl_handoff"
+_GUARD_MESSAGES = (PREVOTE, PREVOTE_REPLY, STALE_TERM, UNHEARD, HANDOFF)
 
 
 @dataclass(frozen=True)
@@ -80,21 +94,35 @@ def is_majority(granted: int, cluster_size: int) -> bool:
     return 2 * granted > cluster_size
 
 
+def unheard_span(first_last: tuple[float, float] | None, now: float, gap_s: float) -> tuple[float, float]:
+    """Reports that a peer cannot hear the leader: (first, last) of an unbroken series
+    (no pause longer than gap_s between two reports)."""
+    if first_last is None or now - first_last[1] > gap_s:
+        return (now, now)
+    return (first_last[0], now)
+
+
 class _ElectionGuard:
     """Mixin for pysyncobj's SyncObj: pre-vote, stickiness, stale-term answers."""
 
     _sticky_s: float
     _last_append: dict[Any, float]  # the transport's: node -> monotonic time of its last append_entries
 
-    def _init_election_guard(self, sticky_s: float) -> None:
+    def _init_election_guard(self, sticky_s: float, handoff_after_s: float) -> None:
         self._sticky_s = sticky_s
+        self._handoff_after_s = handoff_after_s
+        self._unheard: dict[Any, tuple[float, float]] = {}  # leader: peer -> reports (first, last)
+        self._handoff_done_at = -1e18
+        self._handoff_allow: tuple[str, int, float] | None = None  # (candidate id, its term, until)
         self._last_append = {}
         self._pv_round = 0
         self._pv_term = -1
         self._pv_grants: set[Any] = set()
         self._pv_go_until = 0.0  # a passed pre-vote lets the election start until then
+        self._was_leader = False
         self.election_stats = {"prevotes_started": 0, "prevotes_passed": 0, "prevotes_denied": 0,
-                               "votes_ignored": 0, "stale_term_answers": 0, "stepped_down_stale": 0}
+                               "votes_ignored": 0, "stale_term_answers": 0, "stepped_down_stale": 0,
+                               "handoffs": 0}
 
     # -- what this node knows ---------------------------------------------------------------
 
@@ -128,10 +156,22 @@ class _ElectionGuard:
         pre-vote just passed, push the deadline on and ask for pre-votes instead."""
         s: Any = self
         if s._SyncObj__raftState == LEADER or s._SyncObj__selfNode is None:
+            self._was_leader = s._SyncObj__raftState == LEADER
             return
+        if self._was_leader:
+            # pysyncobj leaves a deposed leader's election deadline where it was when it
+            # was elected, long past: it would run for election at once (after a hand-off
+            # whose target lacked its newest entry: against the node it just handed to)
+            self._was_leader = False
+            s._SyncObj__raftElectionDeadline = time.monotonic() + s._SyncObj__generateRaftTimeout()
+            return
+        if self._unheard:
+            self._unheard.clear()  # reports count only for the leader that received them
         now = time.monotonic()
         if s._SyncObj__raftElectionDeadline >= now or not s._SyncObj__connectedToAnyone():
             return
+        if s._SyncObj__transferInProgress:
+            return  # our leader handed off to us (rule 4): elect now, no pre-vote
         others = s._SyncObj__otherNodes
         if not others:
             return  # a single member elects itself
@@ -157,14 +197,14 @@ class _ElectionGuard:
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - overrides the private method
         s: Any = self
         kind = message.get("type") if isinstance(message, dict) else None
-        if kind in (PREVOTE, PREVOTE_REPLY, STALE_TERM):
+        if kind in _GUARD_MESSAGES:
             if node in s._SyncObj__otherNodes and s._SyncObj__selfNode is not None:
                 try:
                     self._on_guard_message(node, kind, message)
                 except (KeyError, TypeError, ValueError):
                     log.warning("raft: malformed %s from %s ignored", kind, node)
             return
-        if kind == "request_vote" and has_fresh_leader(self._view()):
+        if kind == "request_vote" and has_fresh_leader(self._view()) and not self._handed_to(node, message):
             # rule 1: the sender cannot hear a leader that we (and a majority) can
             self.election_stats["votes_ignored"] += 1
             return
@@ -179,10 +219,14 @@ class _ElectionGuard:
         s: Any = self
         term = int(message["term"])
         if kind == PREVOTE:
-            ok = grant_prevote(self._view(), term, int(message["last_log_term"]),
-                               int(message["last_log_index"]))
+            v = self._view()
+            ok = grant_prevote(v, term, int(message["last_log_term"]), int(message["last_log_index"]))
             s._SyncObj__transport.send(node, {"type": PREVOTE_REPLY, "term": term, "round": message["round"],
                                               "granted": ok, "voter_term": s._SyncObj__raftCurrentTerm})
+            leader = s._SyncObj__raftLeader
+            if v.state == FOLLOWER and has_fresh_leader(v) and leader is not None:
+                # rule 4: it cannot hear the leader that we hear
+                s._SyncObj__transport.send(leader, {"type": UNHEARD, "who": node.id, "term": v.term})
         elif kind == PREVOTE_REPLY:
             voter_term = int(message["voter_term"])
             if not message["granted"]:
@@ -196,12 +240,59 @@ class _ElectionGuard:
             self._pv_grants.add(node)
             if is_majority(len(self._pv_grants), len(s._SyncObj__otherNodes) + 1) and not self._pv_go_until:
                 self.election_stats["prevotes_passed"] += 1
+                log.info("raft: pre-vote for term %d passed (%s)", term,
+                         ", ".join(sorted(str(n.id) for n in self._pv_grants)))
                 self._pv_go_until = time.monotonic() + self._sticky_s
                 s._SyncObj__raftElectionDeadline = 0  # the next tick starts the election
+        elif kind == UNHEARD:
+            self._on_unheard(node, str(message["who"]), term)
+        elif kind == HANDOFF:
+            if node == s._SyncObj__raftLeader and term == s._SyncObj__raftCurrentTerm:
+                self._handoff_allow = (str(message["to"]), term + 1, time.monotonic() + self._handoff_after_s)
         elif kind == STALE_TERM and term > s._SyncObj__raftCurrentTerm:
             log.info("raft: %s is at term %d, above ours (%d): adopting it", node, term, s._SyncObj__raftCurrentTerm)
             self.election_stats["stepped_down_stale"] += 1
             self._adopt_term(term)
+
+    def _handed_to(self, node: Any, message: dict[str, Any]) -> bool:
+        """Rule 4's exception to rule 1: our leader announced a hand-off to this candidate."""
+        allow = self._handoff_allow
+        return (allow is not None and allow[0] == node.id and allow[1] == message.get("term")
+                and time.monotonic() < allow[2])
+
+    def _on_unheard(self, reporter: Any, who: str, term: int) -> None:
+        """Leader: `reporter` hears `who`, which does not hear us.  Hand off to the
+        reporter once that has lasted handoff_after_s (rule 4)."""
+        s: Any = self
+        if s._SyncObj__raftState != LEADER or term != s._SyncObj__raftCurrentTerm:
+            return
+        others = {n.id: n for n in s._SyncObj__otherNodes}
+        peer = others.get(who)
+        if peer is None or peer == reporter:
+            return
+        now = time.monotonic()
+        responses = s._SyncObj__lastResponseTime
+        if now - responses.get(peer, -1e18) < self._sticky_s:
+            self._unheard.pop(peer, None)  # it answers us: a late heartbeat, not a cut
+            return
+        first, last = self._unheard[peer] = unheard_span(self._unheard.get(peer), now, self._handoff_after_s)
+        if (last - first < self._handoff_after_s or now - self._handoff_done_at < self._handoff_after_s
+                or now - responses.get(reporter, -1e18) >= self._sticky_s):
+            return
+        if s._SyncObj__raftMatchIndex.get(reporter, 0) != s._SyncObj__getCurrentLogIndex():
+            return  # pysyncobj transfers only to a caught-up node: try at the next report
+        self._handoff_done_at = now
+        self._unheard.clear()
+        self.election_stats["handoffs"] += 1
+        # announce first (the followers then accept the reporter's request_vote), then let
+        # pysyncobj send timeout_now; we accept it ourselves too, so it has our vote
+        self._handoff_allow = (str(reporter.id), term + 1, now + self._handoff_after_s)
+        for n in s._SyncObj__otherNodes:
+            if n != reporter:
+                s._SyncObj__transport.send(n, {"type": HANDOFF, "to": reporter.id, "term": term})
+        s.transferLeadership(reporter)
+        log.info("raft: handing leadership to %s: %s has not heard us for %.1f s, %s reaches both",
+                 reporter.id, who, last - first, reporter.id)
 
     def _adopt_term(self, term: int) -> None:
         """Move to a higher term as a follower without voting (what pysyncobj does on a
