@@ -153,7 +153,9 @@ class _Replica(_ElectionGuard, SyncObj):  # type: ignore[misc]
     def __init__(self, node: StoreNode, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._node = node
         self._pending_change_idx: int | None = None
-        self._init_election_guard(sticky_s=conf.raftMinTimeout, handoff_after_s=2 * conf.raftMaxTimeout)
+        # hand-off at the second report (pre-votes are >= raftMinTimeout apart)
+        self._init_election_guard(sticky_s=conf.raftMinTimeout, handoff_after_s=conf.raftMinTimeout * 0.8,
+                                  window_s=2 * conf.raftMaxTimeout)
         super().__init__(self_addr, peers, conf, transportClass=_GuardedTransport)
         self._last_append = self._SyncObj__transport.last_append
 

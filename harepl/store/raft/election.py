@@ -28,14 +28,15 @@ copying:
    leader (but can hear the others) from deposing it -- and leave it without a leader
    for as long as the cut lasts (Raft does not relay).  A follower that denies a pre-vote
    because it hears the leader tells the leader (`harepl_unheard`: "C cannot hear you,
-   I can hear C").  When such reports about C have kept coming for `handoff_after_s`
-   (so a node just resumed or rejoining, which hears the leader within a heartbeat, never
-   triggers it), C has not answered the leader for `sticky_s` either, and the reporter
-   answers and is fully caught up, the leader announces the hand-off to its followers
+   I can hear C").  When a second report about C comes at least `handoff_after_s` after
+   the first (C's next pre-vote: a node just resumed or rejoining hears the leader before
+   that and is dropped from the count), C has not answered the leader for `sticky_s`
+   either, and the reporter answers and is fully caught up, the leader announces the
+   hand-off to its followers
    (`harepl_handoff`: they may vote for that node in the next term despite rule 1, as the
    thesis allows for leadership transfer) and calls pysyncobj's `transferLeadership`.
-   One planned election; afterwards every node hears the leader.  At most one hand-off
-   per leader per `handoff_after_s`.
+   One planned election, ~1.2-2.4 s after the cut; afterwards every node hears the
+   leader.  At most one hand-off per leader per `window_s`.
 
 Raft's safety is untouched: votes are still granted only by pysyncobj (one per term,
 persisted before the reply leaves -- see the transport), a leader still needs a majority,
@@ -108,9 +109,10 @@ class _ElectionGuard:
     _sticky_s: float
     _last_append: dict[Any, float]  # the transport's: node -> monotonic time of its last append_entries
 
-    def _init_election_guard(self, sticky_s: float, handoff_after_s: float) -> None:
+    def _init_election_guard(self, sticky_s: float, handoff_after_s: float, window_s: float) -> None:
         self._sticky_s = sticky_s
         self._handoff_after_s = handoff_after_s
+        self._window_s = window_s  # report series gap, hand-off announcement validity, cooldown
         self._unheard: dict[Any, tuple[float, float]] = {}  # leader: peer -> reports (first, last)
         self._handoff_done_at = -1e18
         self._handoff_allow: tuple[str, int, float] | None = None  # (candidate id, its term, until)
@@ -248,7 +250,7 @@ class _ElectionGuard:
             self._on_unheard(node, str(message["who"]), term)
         elif kind == HANDOFF:
             if node == s._SyncObj__raftLeader and term == s._SyncObj__raftCurrentTerm:
-                self._handoff_allow = (str(message["to"]), term + 1, time.monotonic() + self._handoff_after_s)
+                self._handoff_allow = (str(message["to"]), term + 1, time.monotonic() + self._window_s)
         elif kind == STALE_TERM and term > s._SyncObj__raftCurrentTerm:
             log.info("raft: %s is at term %d, above ours (%d): adopting it", node, term, s._SyncObj__raftCurrentTerm)
             self.election_stats["stepped_down_stale"] += 1
@@ -262,7 +264,7 @@ class _ElectionGuard:
 
     def _on_unheard(self, reporter: Any, who: str, term: int) -> None:
         """Leader: `reporter` hears `who`, which does not hear us.  Hand off to the
-        reporter once that has lasted handoff_after_s (rule 4)."""
+        reporter once that has lasted (rule 4)."""
         s: Any = self
         if s._SyncObj__raftState != LEADER or term != s._SyncObj__raftCurrentTerm:
             return
@@ -275,8 +277,8 @@ class _ElectionGuard:
         if now - responses.get(peer, -1e18) < self._sticky_s:
             self._unheard.pop(peer, None)  # it answers us: a late heartbeat, not a cut
             return
-        first, last = self._unheard[peer] = unheard_span(self._unheard.get(peer), now, self._handoff_after_s)
-        if (last - first < self._handoff_after_s or now - self._handoff_done_at < self._handoff_after_s
+        first, last = self._unheard[peer] = unheard_span(self._unheard.get(peer), now, self._window_s)
+        if (last - first < self._handoff_after_s or now - self._handoff_done_at < self._window_s
                 or now - responses.get(reporter, -1e18) >= self._sticky_s):
             return
         if s._SyncObj__raftMatchIndex.get(reporter, 0) != s._SyncObj__getCurrentLogIndex():
@@ -286,7 +288,7 @@ class _ElectionGuard:
         self.election_stats["handoffs"] += 1
         # announce first (the followers then accept the reporter's request_vote), then let
         # pysyncobj send timeout_now; we accept it ourselves too, so it has our vote
-        self._handoff_allow = (str(reporter.id), term + 1, now + self._handoff_after_s)
+        self._handoff_allow = (str(reporter.id), term + 1, now + self._window_s)
         for n in s._SyncObj__otherNodes:
             if n != reporter:
                 s._SyncObj__transport.send(n, {"type": HANDOFF, "to": reporter.id, "term": term})
