@@ -88,9 +88,10 @@ class Topology:
 
     def cut(self, a: str, b: str) -> None:
         """Partial partition: `a` and `b` no longer reach each other (a blackhole route
-        each way), while both still reach everybody else."""
-        ip("-n", self.ns(a), "route", "add", "blackhole", f"{self.address(b)}/32")
-        ip("-n", self.ns(b), "route", "add", "blackhole", f"{self.address(a)}/32")
+        each way), while both still reach everybody else.  Idempotent: overlapping
+        nemesis faults may cut the same pair twice (the first heal then heals both)."""
+        ip("-n", self.ns(a), "route", "replace", "blackhole", f"{self.address(b)}/32")
+        ip("-n", self.ns(b), "route", "replace", "blackhole", f"{self.address(a)}/32")
 
     def uncut(self, a: str, b: str) -> None:
         ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
