@@ -23,7 +23,9 @@ from harepl.runtime.agents import (
     ServiceMonitor,
 )
 from harepl.runtime.agents.plugin import AgentPlugin, RunnerWorkers
+from harepl.runtime.agents.systemd import systemd_available
 from harepl.runtime.nodelog import RoleLog
+from harepl.runtime.nodeshutdown import systemd_shutdown_jobs
 
 if TYPE_CHECKING:
     from harepl.runtime.env import RuntimeEnv
@@ -116,7 +118,12 @@ class AgentHost:
 
     # --- node-level -----------------------------------------------------------------------------
     def shutdown_kind(self) -> tuple[bool, bool]:
-        return self.shutdown_flags
+        """(shutdown, reboot) of the node: told by signal (lab), else asked of systemd."""
+        if self.shutdown_flags != (False, False):
+            return self.shutdown_flags
+        if systemd_available():
+            return systemd_shutdown_jobs()
+        return False, False
 
     def close(self) -> None:
         self.runner.shutdown(wait=False)

@@ -41,6 +41,10 @@ from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import RaftSettings, StoreNode
 
+# how long a node shutdown may take to stop or migrate its services before the daemon
+# exits anyway (below TimeoutStopSec=150 of deploy/harepl.service; an armed watchdog then
+# fences the node, so leftovers are recovered safely elsewhere)
+NODE_SHUTDOWN_WAIT_S = 140.0
 
 class WatchdogDoor:
     """The env's watchdog: created on first open, re-armed by a feed after a clean close."""
@@ -302,6 +306,10 @@ class NodeDaemon:
         self.stop_event.set()
         self.ctx.wake_all()
 
+    def request_node_shutdown(self, reboot: bool) -> None:
+        self.agents.shutdown_flags = (True, reboot)
+        self.request_stop()
+
     def wait(self) -> None:
         while not self.stop_event.is_set():
             self.stop_event.wait(1.0)
@@ -309,19 +317,33 @@ class NodeDaemon:
                 break
 
     def shutdown(self) -> None:
-        """Graceful stop (SIGTERM): Proxmox's LRM restart semantics — services are frozen
-        and keep running; the CRM gives its lease up. Bounded by the lease timeout."""
+        """Graceful stop. A daemon stop (SIGTERM) is Proxmox's LRM restart: services are
+        frozen and keep running. A node shutdown or reboot (systemd's queued jobs, or
+        SIGUSR1/SIGUSR2 from the lab) applies the datacenter's shutdown policy: services
+        are stopped, frozen or migrated away first. The CRM gives its lease up."""
         self.dlog("info", "received shutdown request")
         self.lrm.shutdown()
         self.crm.shutdown()
-        deadline = time.monotonic() + self.cfg.timing.lease_timeout_s
+        node_down = self.lrm.mode in ("shutdown", "maintenance")
+        # a daemon restart waits at most one lease timeout; a node shutdown waits for its
+        # services to stop or move, within the unit's TimeoutStopSec (deploy/harepl.service)
+        wait_s = NODE_SHUTDOWN_WAIT_S if node_down else self.cfg.timing.lease_timeout_s
+        deadline = time.monotonic() + wait_s
         for th in self.threads:
             if th.name in ("crm", "lrm"):
                 th.join(max(0.0, deadline - time.monotonic()))
+        lrm_done = not any(th.name == "lrm" and th.is_alive() for th in self.threads)
         self.roles_stop.set()
         self.ctx.wake_all()
         for th in self.threads:
             th.join(2.0)
+        keeper_done = not any(th.name == "lease" and th.is_alive() for th in self.threads)
+        if node_down and lrm_done and keeper_done and not self.watchdog.armed:
+            # every local service is stopped or gone and the watchdog closed cleanly: free
+            # the node lease, so the master need not wait out lease_timeout_s to recover
+            # them (Proxmox's LRM releases its agent lock here too)
+            if self.lrm_env.release_node_lease_for_shutdown():
+                self.dlog("info", f"released lease 'agent:{self.cfg.node}' (node shutdown, nothing left running)")
         self.api.close()
         self.agents.close()
         self.store.stop()
@@ -350,6 +372,9 @@ def run_daemon(cfg: NodeConfig) -> int:
     daemon = NodeDaemon(cfg)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    # the node goes down (without systemd to ask): nodeshutdown.py
+    signal.signal(signal.SIGUSR1, lambda *_: daemon.request_node_shutdown(reboot=False))
+    signal.signal(signal.SIGUSR2, lambda *_: daemon.request_node_shutdown(reboot=True))
     daemon.start()
     daemon.wait()
     daemon.shutdown()

@@ -196,6 +196,24 @@ class Lab:
             raise LabError(f"{name} is not running")
         os.kill(pid, sig)
 
+    def shutdown(self, name: str, reboot: bool = False, timeout_s: float = 160.0) -> None:
+        """A clean node shutdown (SIGUSR1) or reboot (SIGUSR2): the daemon applies the
+        datacenter's shutdown policy and exits; then the rest of the node's session (its
+        services, if the policy left any running) goes with it, as at power-off."""
+        pid = self.pid(name)
+        self._signal_daemon(name, signal.SIGUSR2 if reboot else signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while pid is not None and procs.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid is not None and procs.alive(pid):
+            raise LabError(f"{name}: the daemon did not finish its shutdown within {timeout_s:g}s")
+        self.kill(name)
+        if reboot:
+            self.start(name)
+
+    def reboot(self, name: str) -> None:
+        self.shutdown(name, reboot=True)
+
     def restart(self, name: str) -> int:
         self.kill(name)
         return self.start(name)

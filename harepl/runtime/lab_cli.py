@@ -74,6 +74,10 @@ _node_command("pause", "pause", "SIGSTOP the node's daemon (its watchdog keeps r
 _node_command("resume", "resume", "SIGCONT a paused node's daemon.")
 _node_command("restart", "restart", "Kill the node (if running) and start it again.")
 _node_command("start", "start", "Start a stopped node.")
+_node_command("shutdown", "shutdown", "Shut the node down cleanly (SIGUSR1: the datacenter's shutdown policy "
+              "applies), then power it off.")
+_node_command("reboot", "reboot", "Reboot the node cleanly (SIGUSR2: the shutdown policy applies), then start it "
+              "again.")
 
 
 @lab.command("down")

@@ -3,8 +3,8 @@ node, replicated to every node, honoured by the CRM master (static scheduler fed
 CPUs and memory each daemon published), changed live.
 
 A daemon stop (SIGTERM) is an LRM restart (services freeze) whatever the shutdown
-policy: the daemon cannot yet tell a node shutdown from a daemon restart, so the policy
-is tested at the Env level (tests/runtime/test_env_datacenter.py).
+policy; a node shutdown or reboot applies it (tests/cluster/test_node_shutdown.py, and
+each policy at the Env level in tests/runtime/test_env_datacenter.py).
 """
 
 from __future__ import annotations
