@@ -52,8 +52,16 @@ from harepl.store.leases import HolderLease, LeaseJudge
 
 # service states in which the CRM master waits for an LRM's result to move on
 WAITING_STATES = ("migrate", "relocate", "request_stop")
-# how often the watcher looks at the replica for changes that should wake a role
-WATCH_PERIOD_S = 0.1
+# the watcher reads the replica only after this node applied a command that may change
+# what it looks at (manager_status, lrm_status, crm_commands); these ops never do
+# (lease renewals are most of an idle cluster's commits)
+UNWATCHED_OPS = frozenset({"lease_acquire", "lease_renew", "lease_release", "noop"})
+# a burst of changes is read together: at most one read per this gap
+WATCH_MIN_GAP_S = 0.02
+# a failed read is retried after this
+WATCH_RETRY_S = 0.1
+# how often the watcher re-checks its stop event while nothing changes
+WATCH_IDLE_WAIT_S = 1.0
 
 # an unchanged lrm_status is re-written this often (the API calls a status older than
 # 30 s "old timestamp - dead?")
@@ -102,15 +110,45 @@ class NodeContext:
         self._ncmds = 0
         self.my_view: dict[str, tuple[Any, Any, Any]] = {}
         self._waiting_uids: set[str] = set()
+        # set on the Raft thread when an applied command may change what the watcher
+        # reads; starts set (the replica may hold state from before we listened)
+        self.replica_changed = threading.Event()
+        self.replica_changed.set()
+        self.watch_reads = 0  # how often the watcher read the replica (tests count it)
+        add_listener = getattr(getattr(client, "node", None), "add_apply_listener", None)
+        if add_listener is not None:
+            add_listener(self._on_applied)
 
     # --- wake-ups -------------------------------------------------------------------------
+    def _on_applied(self, raw: str | None, result: dict[str, Any] | None) -> None:
+        """Raft thread, after each apply (None, None: a snapshot was installed)."""
+        if raw is not None and result is not None:
+            if not result.get("ok") or result.get("duplicate"):
+                return  # a rejection or a duplicate changes nothing
+            try:
+                op = json.loads(raw).get("op")
+            except (ValueError, AttributeError):
+                op = None
+            if op in UNWATCHED_OPS:
+                return
+        self.replica_changed.set()
+
     def run_watcher(self) -> None:
+        """Wake the roles on changes they act on: reads the replica once per batch of
+        relevant applied commands, never while nothing changed (an idle node's watcher
+        costs nothing but a wait)."""
+        changed = self.replica_changed
         while not self.stop_event.is_set():
+            if not changed.wait(WATCH_IDLE_WAIT_S) or self.stop_event.is_set():
+                continue
+            changed.clear()
+            gap_s = WATCH_MIN_GAP_S
             try:
                 self._watch_once()
-            except Exception:  # noqa: BLE001 - a failed look is retried next period
-                pass
-            self.stop_event.wait(WATCH_PERIOD_S)
+            except Exception:  # noqa: BLE001 - a failed look is retried shortly
+                changed.set()
+                gap_s = WATCH_RETRY_S
+            self.stop_event.wait(gap_s)
 
     def _watch_once(self) -> None:
         def query(conn: Any) -> tuple[Any, Any, int]:
@@ -140,6 +178,7 @@ class NodeContext:
                 self._lrm_bodies[node] = body
                 if self._waiting_uids and set(json.loads(body).get("results", {})) & self._waiting_uids:
                     self.wake["crm"].set()
+        self.watch_reads += 1
 
     def worker_done(self, sid: str, exit_code: int) -> None:
         """A job finished: wake the LRM if it ends a transition (or failed)."""
@@ -150,6 +189,7 @@ class NodeContext:
     def wake_all(self) -> None:
         for ev in self.wake.values():
             ev.set()
+        self.replica_changed.set()  # the watcher, too, looks at its stop event at once
 
     # --- observations -----------------------------------------------------------------
     def observe(self) -> dict[str, dict[str, Any]]:

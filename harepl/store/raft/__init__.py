@@ -178,10 +178,12 @@ class _Replica(_ElectionGuard, SyncObj):  # type: ignore[misc]
         node = self._node
         try:
             with node.db_lock:
-                return apply(node.db, raw)
+                res = apply(node.db, raw)
         except StoreFault as e:
             node.fault(str(e))
             raise  # not reached with the default on_fault (the process exits)
+        node._notify_applied(raw, res)
+        return res
 
 
 class StoreNode:
@@ -192,6 +194,11 @@ class StoreNode:
     when it fails ('MISSING_LEADER', 'NOT_LEADER', 'LEADER_CHANGED', 'DISCARDED',
     'QUEUE_FULL', 'UNKNOWN_OUTCOME', 'REQUEST_DENIED').  Never call blocking store
     operations from inside a callback.
+
+    `add_apply_listener(fn)`: `fn(raw, result)` runs on the Raft thread after this node
+    applied a command, and `fn(None, None)` after it installed a snapshot (anything may
+    have changed).  The database changes in no other way, so a reader can skip its read
+    when no listener call came (the daemon's replica watcher does).  Must not block.
     """
 
     def __init__(self, self_addr: str, peers: list[str], data_dir: str, secret: str | bytes | None,
@@ -214,6 +221,8 @@ class StoreNode:
             self.db.execute(f"PRAGMA max_page_count = {int(max_db_pages)}")
         self._on_fault = on_fault or _exit_member
         self._stop = threading.Event()
+        # before _Replica: loading a snapshot at start-up already notifies
+        self._apply_listeners: list[Callable[[str | None, dict[str, Any] | None], None]] = []
         secret_s = secret.decode() if isinstance(secret, bytes) else secret
         conf = self.settings.conf(secret_s.strip(), self.journal_path, self.dump_path,
                                   self._serialize, self._deserialize, self._state_changed)
@@ -311,7 +320,20 @@ class StoreNode:
             self.db.deserialize(blob[off + 8 + n:])
             self.db.execute("PRAGMA foreign_keys = ON")
         os.chmod(path, 0o600)
+        self._notify_applied(None, None)
         return data
+
+    # -- change notification ------------------------------------------------------------------
+
+    def add_apply_listener(self, fn: Callable[[str | None, dict[str, Any] | None], None]) -> None:
+        self._apply_listeners.append(fn)
+
+    def _notify_applied(self, raw: str | None, result: dict[str, Any] | None) -> None:
+        for fn in list(self._apply_listeners):
+            try:
+                fn(raw, result)
+            except Exception:  # noqa: BLE001 - never let a listener wedge the apply (hazard 1)
+                log.exception("apply listener failed")
 
     # -- proposing ------------------------------------------------------------------------
 
