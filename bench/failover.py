@@ -1,7 +1,8 @@
 """Failover benchmark on a real 3-node lab (see bench/README.md, "Failover").
 
     .venv/bin/python bench/failover.py [--profiles fast,default] [--sizes 1,20,100] [--reps 5]
-                                       [--migrate-reps 5] [--idle-s 30] [--out FILE]
+                                       [--migrate-reps 5] [--idle-s 30] [--idle-reps 1]
+                                       [--out FILE]
 
 1. Failover: N exec services on node2; node2 SIGKILLed (its whole session: power loss);
    time until every one of them has started on another node (each service appends
@@ -12,7 +13,8 @@
    target (whose LRM is already active: an anchor service runs there); median of
    --migrate-reps.
 3. Idle daemon: CPU (% of one core) and RSS of each node daemon over --idle-s seconds,
-   no services configured.
+   no services configured; --idle-reps fresh labs, then the median and max over every
+   node of every run (the Raft leader's daemon costs the most).
 
 A bench, not a test: wall-clock durations on a shared, noisy 2-core machine. Durations
 use the wall clock because the services stamp their start with `date`; nothing here
@@ -216,15 +218,18 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--migrate-reps", type=int, default=5)
     ap.add_argument("--idle-s", type=float, default=30.0)
+    ap.add_argument("--idle-reps", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     report: dict[str, Any] = {"failover": [], "migrate": {}, "idle": [], "agent_start_s": {}}
     for profile in args.profiles.split(","):
         t = PROFILES[profile]
-        start_s = agent_start_s(profile)
-        report["agent_start_s"][profile] = start_s
-        print(f"# {profile}: one exec agent start = {start_s:.3f} s", flush=True)
-        for n in [int(x) for x in args.sizes.split(",") if x]:
+        sizes = [int(x) for x in args.sizes.split(",") if x]
+        start_s = agent_start_s(profile) if sizes or args.migrate_reps else 0.0
+        if sizes or args.migrate_reps:
+            report["agent_start_s"][profile] = start_s
+            print(f"# {profile}: one exec agent start = {start_s:.3f} s", flush=True)
+        for n in sizes:
             runs = [failover_once(profile, n) for _ in range(args.reps)]
             alls = [r["all_s"] for r in runs]
             bound = t.lease_timeout_s + t.loop_s + math.ceil(n / t.max_workers) * start_s
@@ -241,10 +246,19 @@ def main() -> int:
             print(f"migrate  {profile:8s}: median {statistics.median(ms):.2f} s (agent start {start_s:.3f} s) "
                   f"runs {[round(x, 2) for x in ms]}", flush=True)
         if args.idle_s:
-            r = idle(profile, args.idle_s)
-            report["idle"].append(r)
-            print(f"idle     {profile:8s}: cpu % of a core {({k: round(v, 2) for k, v in r['cpu_pct_of_core'].items()})}"
-                  f" rss MB {({k: round(v, 1) for k, v in r['rss_mb'].items()})}", flush=True)
+            cpus: list[float] = []
+            rsss: list[float] = []
+            for _ in range(max(1, args.idle_reps)):
+                r = idle(profile, args.idle_s)
+                report["idle"].append(r)
+                cpus += r["cpu_pct_of_core"].values()
+                rsss += r["rss_mb"].values()
+                print(f"idle     {profile:8s}: cpu % of a core {({k: round(v, 2) for k, v in r['cpu_pct_of_core'].items()})}"
+                      f" rss MB {({k: round(v, 1) for k, v in r['rss_mb'].items()})}", flush=True)
+            if args.idle_reps > 1:
+                print(f"idle     {profile:8s}: {args.idle_reps} runs x {len(cpus) // args.idle_reps} daemons: cpu median "
+                      f"{statistics.median(cpus):.2f} % max {max(cpus):.2f} % of a core; rss max {max(rsss):.1f} MB",
+                      flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0
