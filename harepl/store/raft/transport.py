@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import struct
 import time
+import zlib
 from typing import Any
 
-from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj import pickle as _pickle
+from pysyncobj.monotonic import monotonic as _raft_clock
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 
 from .durable import _DurableJournal
@@ -24,8 +27,32 @@ _KEEPALIVE = {"type": "harepl_keepalive"}  # ignored by pysyncobj's message hand
 MAX_MESSAGE_BYTES = 64 << 20
 
 
+#: messages up to this size (pickled) are sent as stored zlib blocks: deflate's set-up
+#: (a 256 KiB state for level 3) cost 15-80 us per message here, more than the rest of
+#: a heartbeat's send; the receiver's zlib.decompress reads either form unchanged.
+SMALL_MESSAGE_BYTES = 4096
+
+
+def _compress(data: bytes) -> bytes:
+    if len(data) > SMALL_MESSAGE_BYTES:
+        return zlib.compress(data, 3)  # what pysyncobj does
+    c = zlib.compressobj(0, zlib.DEFLATED, 9, 1)  # level 0, 512 B window, smallest state
+    return c.compress(data) + c.flush()
+
+
 class _CappedConnection(TcpConnection):  # type: ignore[misc]
-    """TcpConnection that drops a peer announcing a negative or oversized message."""
+    """TcpConnection that drops a peer announcing a negative or oversized message, and
+    sends small messages without deflate's set-up cost (same wire format)."""
+
+    def send(self, message: Any) -> None:
+        # TcpConnection.send, with _compress instead of zlib.compress(..., 3)
+        if self.sendRandKey:
+            message = (self.sendRandKey, message)
+        data = _compress(_pickle.dumps(message))
+        if self.encryptor:
+            data = self.encryptor.encrypt_at_time(data, int(_raft_clock()))
+        self._TcpConnection__writeBuffer += struct.pack("i", len(data)) + data
+        self._TcpConnection__trySendBuffer()
 
     def _TcpConnection__processRead(self) -> bool:  # noqa: N802 - overrides the private method
         more = bool(TcpConnection._TcpConnection__processRead(self))
@@ -50,11 +77,24 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         self._held: list[tuple[Any, Any]] = []
         self._held_nodes: set[Any] = set()
         self._next_keepalive = 0.0
+        self._last_sent: dict[Any, float] = {}     # node -> time we last sent it anything
         self.keepalive_s = 0.5
         self._incoming_peer: dict[int, str] = {}
         self._bad_log_at: dict[str, float] = {}
         self.bad_connections = 0
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj API
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if type(conn) is TcpConnection:  # our outgoing connection to node
+            conn.__class__ = _CappedConnection
+
+    def _send_now(self, node: Any, message: Any) -> bool:
+        ok = bool(super().send(node, message))
+        if ok:
+            self._last_sent[node] = time.monotonic()
+        return ok
 
     def send(self, node: Any, message: Any) -> bool:
         # After a journal write, hold every outgoing message (acks, votes, appends) until
@@ -68,11 +108,11 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
                 # only must not count itself for commit before the fsync, and the
                 # fsync (end of this tick) always precedes the next commit computation
                 # (start of the next tick).  Takes the leader's fsync off the commit path.
-                return bool(super().send(node, message))
+                return self._send_now(node, message)
             self._held.append((node, message))
             self._held_nodes.add(node)
             return True
-        return bool(super().send(node, message))
+        return self._send_now(node, message)
 
     def flush(self) -> None:
         """fsync pending journal writes, then release the held messages (tick thread)."""
@@ -81,17 +121,35 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         held, self._held = self._held, []
         self._held_nodes.clear()
         for node, message in _coalesce(held):
-            super().send(node, message)
+            self._send_now(node, message)
         now = time.monotonic()
         if now >= self._next_keepalive:
             # pysyncobj drops a connection that has not *read* anything for
             # connectionTimeout -- and it checks that when it next sends.  Followers never
             # talk to each other, so the first request_vote after a leader dies went
             # into a connection declared dead on the spot and was lost (measured: 5-node
-            # elections of 2-2.9 s).  A tiny keepalive to every peer keeps them all live.
-            self._next_keepalive = now + self.keepalive_s
+            # elections of 2-2.9 s).  A tiny keepalive to every peer we sent nothing to
+            # for keepalive_s keeps them all live (a leader's heartbeats and the
+            # followers' answers already do it for their connections).
+            due = now + self.keepalive_s
             for node in list(self._connections):
-                super().send(node, _KEEPALIVE)
+                last = self._last_sent.get(node, -1e18)
+                if now - last >= self.keepalive_s and self._send_now(node, _KEEPALIVE):
+                    last = now
+                due = min(due, max(last + self.keepalive_s, now + 0.01))
+            self._next_keepalive = due
+
+    def wait_bound_s(self) -> float:
+        """How long the tick loop may wait in poll before this transport has work:
+        the next keepalive, or the next connection attempt to an absent peer."""
+        wait = self._next_keepalive - time.monotonic()
+        retry_s = self._syncObj.conf.connectionRetryTime
+        now = _raft_clock()
+        for node in self._nodes:
+            conn = self._connections.get(node)
+            if conn is not None and conn.state == CONNECTION_STATE.DISCONNECTED and self._shouldConnect(node):
+                wait = min(wait, self._lastConnectAttempt.get(node, -1e18) + retry_s - now)
+        return wait
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         if message == _KEEPALIVE:
@@ -153,3 +211,25 @@ def _coalesce(held: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         last[node] = len(out)
         out.append((node, msg))
     return out
+
+
+class _DeadlinePoller:
+    """pysyncobj's poller, waiting no longer than `bound_s()` allows.
+
+    `SyncObj._onTick` ends with `poll(timeToWait)`; with a fixed short wait an idle node
+    woke 20 times a second for nothing, and a wake-up of this thread costs ~0.1 ms of CPU
+    here.  Installed as `SyncObj._poller`, it shortens each wait to the next thing due on
+    a timer, computed right before the wait (after the tick's own work)."""
+
+    def __init__(self, inner: Any, bound_s: Any) -> None:
+        self._inner = inner
+        self._bound_s = bound_s
+
+    def subscribe(self, descr: Any, callback: Any, eventMask: Any) -> None:  # noqa: N803 - pysyncobj API
+        self._inner.subscribe(descr, callback, eventMask)
+
+    def unsubscribe(self, descr: Any) -> None:
+        self._inner.unsubscribe(descr)
+
+    def poll(self, timeout: float) -> None:
+        self._inner.poll(min(timeout, self._bound_s()))
