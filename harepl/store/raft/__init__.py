@@ -292,8 +292,13 @@ class StoreNode:
             return
         idx, commit = o._SyncObj__getCurrentLogIndex(), o.raftCommitIndex
         if (idx, commit) != (self._sent_idx, self._sent_commit):
+            # only the commit index moved: followers need not answer (transport._NO_ACK)
+            self.transport.commit_only_round = idx == self._sent_idx
             self._sent_idx, self._sent_commit = idx, commit
-            o._SyncObj__sendAppendEntries()
+            try:
+                o._SyncObj__sendAppendEntries()
+            finally:
+                self.transport.commit_only_round = False
 
     def _state_changed(self, old: int, new: int) -> None:
         names = {0: "follower", 1: "candidate", 2: "leader"}
