@@ -62,6 +62,29 @@ class LRM:
         self.wrote_status_at_startup = False
         self._set_state("wait_for_agent_lock")
 
+    # --- what the node daemon may ask and ask for (the rest is internal) ------------------------
+
+    def started_here(self) -> dict[str, ServiceStatus]:
+        """Services the last manager status wants running on this node."""
+        return {sid: sd for sid, sd in self.service_status.items()
+                if sd.get("node") == self.node and sd.get("state") == "started"}
+
+    def start_again(self, sid: str) -> bool:
+        """Run `sid`'s 'started' command again next round (check_running, then start):
+        the monitor saw it die, or it was stopped when the lease lapsed.  False when the
+        service is not one this node should run."""
+        sd = self.started_here().get(sid)
+        if sd is None:
+            return False
+        # a command whose uid has a result is never run again: forget that result
+        self.results.pop(sd["uid"], None)
+        return True
+
+    def node_going_down(self) -> bool:
+        """After shutdown(): the node itself shuts down or reboots (services are stopped
+        or moved first), rather than only this daemon restarting (services frozen)."""
+        return self.mode in ("shutdown", "maintenance")
+
     # --- small helpers ------------------------------------------------------------------------
 
     @property

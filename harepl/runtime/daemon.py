@@ -24,7 +24,6 @@ import time
 import traceback
 from typing import Any
 
-from harepl.core.types import ServiceStatus
 from harepl.roles.crm import CRM
 from harepl.roles.lrm import LRM
 from harepl.runtime.agenthost import AgentHost
@@ -186,24 +185,11 @@ class NodeDaemon:
         self.threads: list[threading.Thread] = []
 
     # --- LRM extras -----------------------------------------------------------------------
-    def _my_started(self) -> dict[str, ServiceStatus]:
-        return {sid: sd for sid, sd in self.lrm.service_status.items()
-                if sd.get("node") == self.cfg.node and sd.get("state") == "started"}
-
-    def _forget_result(self, sid: str) -> bool:
-        # The core LRM never re-runs a command whose uid has a result; forgetting it makes
-        # the next round run 'started' again (check_running, then start).
-        sd = self.lrm.service_status.get(sid)
-        if not sd or sd.get("node") != self.cfg.node or sd.get("state") != "started":
-            return False
-        self.lrm.results.pop(sd["uid"], None)
-        return True
-
     def after_lrm(self) -> None:
         log = self.lrm_env.log
         for res in self.agents.take_deaths():
             status = res.status.value if res.status is not None else "unknown"
-            if self._forget_result(res.sid):
+            if self.lrm.start_again(res.sid):
                 log("warn", f"service '{res.sid}' is not running (monitor: {status}) - starting it again")
         if self.watchdog.armed and not self.ctx.node_lease_valid():
             self._lease_lost()
@@ -211,7 +197,7 @@ class NodeDaemon:
             self._lapse_logged = False
         if self.estopped and self.lrm.state == "active" and self.ctx.node_lease_valid():
             for sid in sorted(self.estopped):
-                if self._forget_result(sid):
+                if self.lrm.start_again(sid):
                     log("info", f"lease back: starting '{sid}' again")
             self.estopped.clear()
         self._push_lease_metrics()
@@ -248,7 +234,7 @@ class NodeDaemon:
             except Exception:  # noqa: BLE001 - a bad config cannot be running here
                 continue
         stopped, not_stopped = stop_all(agents, self.agents, deadline)
-        self.estopped |= set(self._my_started()) & set(stopped)
+        self.estopped |= set(self.lrm.started_here()) & set(stopped)
         if self.ctx.node_lease_valid():
             log("notice", "lease back while stopping - services will be started again")
         elif not not_stopped and time.monotonic() < deadline:
@@ -324,7 +310,7 @@ class NodeDaemon:
         self.dlog("info", "received shutdown request")
         self.lrm.shutdown()
         self.crm.shutdown()
-        node_down = self.lrm.mode in ("shutdown", "maintenance")
+        node_down = self.lrm.node_going_down()
         # a daemon restart waits at most one lease timeout; a node shutdown waits for its
         # services to stop or move, within the unit's TimeoutStopSec (deploy/harepl.service)
         wait_s = NODE_SHUTDOWN_WAIT_S if node_down else self.cfg.timing.lease_timeout_s
