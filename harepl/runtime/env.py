@@ -505,6 +505,9 @@ class RuntimeEnv:
             raise StoreUnavailableError(f"no lease 'agent:{ctx.node}' yet")
         body = dict(status)
         body.pop("timestamp", None)
+        # the newest command version this node knows: newer commands are proposed only
+        # once every running node knows them (store.client, rolling upgrades)
+        body["vocab"] = max(C.SUPPORTED_VERSIONS)
         # The LRM writes every loop; an unchanged status under the same epoch is only
         # re-written as a keep-alive for the time shown in `ha-manager status` (liveness
         # itself is judged from the node lease). Saves a commit per loop on an idle node.

@@ -17,6 +17,8 @@ from harepl.store import commands as C
 from harepl.store.client import Client
 
 MEMINFO = Path("/proc/meminfo")
+# while an older node runs (rolling upgrade), node_stats_set is refused: ask again this often
+UNSUPPORTED_RETRY_S = 30.0
 
 
 def local_static_stats(meminfo: Path = MEMINFO) -> tuple[int, int]:
@@ -53,6 +55,9 @@ def publish(client: Client, node: str, stop: threading.Event, log: Callable[[str
         if res.get("ok"):
             log("info", f"published static node stats: maxcpu {cpus}, maxmem {mem_bytes >> 20} MiB")
             return True
+        if res.get("reason") == "unsupported":  # a node not upgraded yet: try again later
+            stop.wait(UNSUPPORTED_RETRY_S)
+            continue
         log("warn", f"static node stats rejected: {res.get('error')}")
         return False
     return False

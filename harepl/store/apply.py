@@ -47,6 +47,12 @@ class StoreFault(RuntimeError):
     """A non-deterministic local fault while applying; the member must stop."""
 
 
+class TooNew(StoreFault):
+    """A committed command of a newer vocabulary than this node's harepl knows.  Recording
+    it as a rejection would make this node's state differ from the upgraded nodes' (a
+    rolling upgrade must never split the state): the member stops until it is upgraded."""
+
+
 class Rejected(Exception):
     def __init__(self, reason: str, error: str) -> None:
         super().__init__(error)
@@ -114,6 +120,11 @@ def _apply(conn: sqlite3.Connection, raw: str | bytes | dict[str, Any]) -> dict[
         invalid: str | None = str(e)
     else:
         invalid = None
+    version = obj.get("v") if obj is not None else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > max(C.SUPPORTED_VERSIONS):
+        raise TooNew(f"the log holds a version-{version} command ({str(obj.get('op'))[:40]!r}) but this "
+                     f"node's harepl knows versions up to {max(C.SUPPORTED_VERSIONS)}: upgrade harepl on "
+                     "this node (it stops instead of diverging from the upgraded nodes)")
     cid = _cmd_id(obj)
     if cid is not None:
         row = conn.execute("SELECT result FROM applied WHERE id = ?", (cid,)).fetchone()

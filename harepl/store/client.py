@@ -18,7 +18,8 @@ Calls (all thread-safe; never call them from inside a StoreNode callback):
   the result whether ``ok`` is true or a recorded rejection.  Raises `StoreUnavailable`
   (a `harepl.roles.env.StoreUnavailableError`) if not committed within ``timeout_s``:
   no quorum, or no leader.  The outcome is then unknown; retrying the same command
-  object (same id) later is always safe.
+  object (same id) later is always safe.  A command of a newer vocabulary version than
+  some running node knows is refused without proposing it (reason ``unsupported``).
 - ``submit_checked(cmd, timeout_s)`` -> result dict with ``ok`` true; raises
   `harepl.roles.env.StaleLeaseError` for a stale epoch, `Rejected` for any other rejection.
 - ``barrier(timeout_s)``: commits a no-op and waits until this node applied it.  Every
@@ -87,6 +88,9 @@ class Client:
         cid = cmd.get("id")
         if not isinstance(cid, str) or not cid:
             raise ValueError("command without an id: build it with harepl.store.commands")
+        refused = self._refuse_if_cluster_behind(cmd)
+        if refused is not None:
+            return refused
         raw = C.encode(cmd)
         deadline = time.monotonic() + timeout_s
         last_err = "timeout"
@@ -127,6 +131,21 @@ class Client:
             return known
         raise StoreUnavailable(f"command {cmd.get('op')} {cid} not committed within {timeout_s:g}s "
                                f"({last_err}; quorum={self.node.has_quorum()})")
+
+    def _refuse_if_cluster_behind(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """A command newer than version 1 is proposed only when every running node knows
+        its version (each LRM status says which it knows); an older node would have to
+        stop on it (apply.TooNew).  The refusal is a rejection that nothing committed."""
+        version = cmd.get("v")
+        if not isinstance(version, int) or version <= 1:
+            return None
+        behind = {n: v for n, v in self.node.read(reads.vocab_versions).items() if v < version}
+        if not behind:
+            return None
+        names = ", ".join(f"{n} (v{v})" for n, v in sorted(behind.items()))
+        return {"ok": False, "reason": "unsupported",
+                "error": f"{cmd.get('op')} needs command version {version}, but {names} run an older "
+                         "harepl: upgrade every node first"}
 
     def submit_checked(self, cmd: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
         r = self.submit(cmd, timeout_s)

@@ -327,11 +327,25 @@ def encode(cmd: dict[str, Any]) -> str:
 # -- constructors --------------------------------------------------------------------
 
 
+def min_version(op: str, fields: set[str] | frozenset[str] = frozenset()) -> int:
+    """The lowest command version whose vocabulary has `op` with all `fields`.
+
+    Commands are written at this version, not the newest, so that a node still running
+    an older harepl during a rolling upgrade can apply everything but the new features
+    (which `Client.submit` refuses until every running node supports them)."""
+    for version in sorted(OPS_BY_VERSION):
+        spec = OPS_BY_VERSION[version].get(op)
+        if spec is not None and fields <= set(spec):
+            return version
+    return VERSION  # unknown op or field: validate() names the problem
+
+
 def make(op: str, ts: float | None = None, cid: str | None = None, **fields: Any) -> dict[str, Any]:
     """Build a command with a fresh unique id.  `ts` defaults to the wall clock (history only)."""
-    cmd: dict[str, Any] = {"v": VERSION, "id": cid or uuid.uuid4().hex, "op": op,
+    given = {k: v for k, v in fields.items() if v is not None}
+    cmd: dict[str, Any] = {"v": min_version(op, set(given)), "id": cid or uuid.uuid4().hex, "op": op,
                            "ts": time.time() if ts is None else ts}
-    cmd.update({k: v for k, v in fields.items() if v is not None})
+    cmd.update(given)
     return cmd
 
 

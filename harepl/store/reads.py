@@ -26,6 +26,16 @@ def lrm_status(conn: sqlite3.Connection, node: str) -> dict[str, Any] | None:
     return json.loads(row[0]) if row else None
 
 
+def vocab_versions(conn: sqlite3.Connection) -> dict[str, int]:
+    """node -> the newest command version its harepl knows, as its LRM status says
+    (nodes that never wrote one are not running; a status without it: version 1)."""
+    out: dict[str, int] = {}
+    for node, body in conn.execute("SELECT node, body FROM lrm_status"):
+        v = json.loads(body).get("vocab", 1)
+        out[node] = v if isinstance(v, int) and not isinstance(v, bool) else 1
+    return out
+
+
 def lrm_statuses(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return {n: json.loads(b) for n, b in conn.execute("SELECT node, body FROM lrm_status ORDER BY node")}
 

@@ -306,7 +306,7 @@ class StoreNode:
 
     def fault(self, why: str) -> None:
         log.critical("store: stopping this member: local fault while applying a committed entry "
-                     "(%s); the other members continue, restart after fixing the disk", why)
+                     "(%s); the other members continue, restart it once the cause is fixed", why)
         self._on_fault(why)
 
     def _restrict_files(self) -> None:
