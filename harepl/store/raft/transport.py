@@ -102,13 +102,24 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         if type(conn) is TcpConnection:  # our outgoing connection to node
             conn.__class__ = _CappedConnection
 
+    def _key_exchanged(self, node: Any) -> bool:
+        """pysyncobj calls an outgoing connection CONNECTED at the TCP connect, before the
+        key exchange; a message sent then reaches the peer where it expects our address,
+        and the peer drops the connection ("did not authenticate" in its log; seen at
+        startup as a 0.3 s+ reconnect delay).  The message was lost anyway: don't send."""
+        return bool(self._syncObj.isNodeConnected(node))
+
     def _send_now(self, node: Any, message: Any) -> bool:
+        if not self._key_exchanged(node):
+            return False
         ok = bool(super().send(node, message))
         if ok:
             self._last_sent[node] = time.monotonic()
         return ok
 
     def send(self, node: Any, message: Any) -> bool:
+        if not self._key_exchanged(node):
+            return False
         if isinstance(message, dict):
             kind = message.get("type")
             if (kind == "append_entries" and self.commit_only_round and not message.get("entries")
