@@ -54,6 +54,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pysyncobj.monotonic import monotonic as _raft_clock
+
 log = logging.getLogger("harepl.store.raft")
 
 FOLLOWER, CANDIDATE, LEADER = 0, 1, 2  # pysyncobj's _RAFT_STATE
@@ -104,7 +106,12 @@ def unheard_span(first_last: tuple[float, float] | None, now: float, gap_s: floa
 
 
 class _ElectionGuard:
-    """Mixin for pysyncobj's SyncObj: pre-vote, stickiness, stale-term answers."""
+    """Mixin for pysyncobj's SyncObj: pre-vote, stickiness, stale-term answers, hand-off.
+
+    Clocks: pysyncobj's own times (election deadline, last responses) are on its clock
+    (`_raft_clock`, CLOCK_MONOTONIC_RAW: 0.25 s away from time.monotonic on the dev machine
+    and drifting with NTP slew), so everything compared with them uses that clock; the
+    transport's heartbeat times use time.monotonic."""
 
     _sticky_s: float
     _last_append: dict[Any, float]  # the transport's: node -> monotonic time of its last append_entries
@@ -130,7 +137,7 @@ class _ElectionGuard:
 
     def _view(self) -> VoterView:
         s: Any = self
-        now = time.monotonic()
+        now = _raft_clock()
         others = s._SyncObj__otherNodes
         state = s._SyncObj__raftState
         fresh = 0
@@ -141,7 +148,7 @@ class _ElectionGuard:
         else:
             leader = s._SyncObj__raftLeader
             if leader is not None and leader in self._last_append:
-                heard_ago = now - self._last_append[leader]
+                heard_ago = time.monotonic() - self._last_append[leader]  # the transport's clock
         return VoterView(term=s._SyncObj__raftCurrentTerm, state=state, leader_heard_ago_s=heard_ago,
                          fresh_followers=fresh, cluster_size=len(others) + 1,
                          last_log_term=s._SyncObj__getCurrentLogTerm(),
@@ -165,11 +172,11 @@ class _ElectionGuard:
             # was elected, long past: it would run for election at once (after a hand-off
             # whose target lacked its newest entry: against the node it just handed to)
             self._was_leader = False
-            s._SyncObj__raftElectionDeadline = time.monotonic() + s._SyncObj__generateRaftTimeout()
+            s._SyncObj__raftElectionDeadline = _raft_clock() + s._SyncObj__generateRaftTimeout()
             return
         if self._unheard:
             self._unheard.clear()  # reports count only for the leader that received them
-        now = time.monotonic()
+        now = _raft_clock()
         if s._SyncObj__raftElectionDeadline >= now or not s._SyncObj__connectedToAnyone():
             return
         if s._SyncObj__transferInProgress:
@@ -244,13 +251,13 @@ class _ElectionGuard:
                 self.election_stats["prevotes_passed"] += 1
                 log.info("raft: pre-vote for term %d passed (%s)", term,
                          ", ".join(sorted(str(n.id) for n in self._pv_grants)))
-                self._pv_go_until = time.monotonic() + self._sticky_s
+                self._pv_go_until = _raft_clock() + self._sticky_s
                 s._SyncObj__raftElectionDeadline = 0  # the next tick starts the election
         elif kind == UNHEARD:
             self._on_unheard(node, str(message["who"]), term)
         elif kind == HANDOFF:
             if node == s._SyncObj__raftLeader and term == s._SyncObj__raftCurrentTerm:
-                self._handoff_allow = (str(message["to"]), term + 1, time.monotonic() + self._window_s)
+                self._handoff_allow = (str(message["to"]), term + 1, _raft_clock() + self._window_s)
         elif kind == STALE_TERM and term > s._SyncObj__raftCurrentTerm:
             log.info("raft: %s is at term %d, above ours (%d): adopting it", node, term, s._SyncObj__raftCurrentTerm)
             self.election_stats["stepped_down_stale"] += 1
@@ -260,7 +267,7 @@ class _ElectionGuard:
         """Rule 4's exception to rule 1: our leader announced a hand-off to this candidate."""
         allow = self._handoff_allow
         return (allow is not None and allow[0] == node.id and allow[1] == message.get("term")
-                and time.monotonic() < allow[2])
+                and _raft_clock() < allow[2])
 
     def _on_unheard(self, reporter: Any, who: str, term: int) -> None:
         """Leader: `reporter` hears `who`, which does not hear us.  Hand off to the
@@ -272,7 +279,7 @@ class _ElectionGuard:
         peer = others.get(who)
         if peer is None or peer == reporter:
             return
-        now = time.monotonic()
+        now = _raft_clock()
         responses = s._SyncObj__lastResponseTime
         if now - responses.get(peer, -1e18) < self._sticky_s:
             self._unheard.pop(peer, None)  # it answers us: a late heartbeat, not a cut
