@@ -355,6 +355,9 @@ def run_daemon(cfg: NodeConfig) -> int:
     if problem:
         print(f"harepl daemon: {problem}", flush=True)
         return 2
+    # every file the daemon writes is root-only, also the ones pysyncobj replaces by
+    # rename (raft.journal.meta); deploy/harepl.service sets the same UMask
+    os.umask(0o077)
     daemon = NodeDaemon(cfg)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())

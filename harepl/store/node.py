@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-durable", action="store_true", help="benchmark comparison only: no fsync")
     ap.add_argument("--max-db-pages", type=int, help="test knob: cap the SQLite database size")
     args = ap.parse_args(argv)
+    os.umask(0o077)  # root-only files, also those pysyncobj replaces by rename (journal meta)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)

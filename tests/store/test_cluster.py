@@ -257,7 +257,7 @@ def test_data_files_are_root_only(make_cluster) -> None:
         c.submit(leader, C.noop())
     m = c.members[0]
     assert stat.S_IMODE(os.stat(m.data_dir).st_mode) == 0o700
-    for name in ("raft.journal", "raft.snapshot"):
+    for name in ("raft.journal", "raft.journal.meta", "raft.snapshot"):
         p = os.path.join(m.data_dir, name)
         assert os.path.exists(p), name
         assert stat.S_IMODE(os.stat(p).st_mode) & 0o077 == 0, name
