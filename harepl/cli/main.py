@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sim": "harepl.sim.cli:sim",
     "daemon": "harepl.runtime.daemon_cli:daemon",
     "lab": "harepl.runtime.lab_cli:lab",
+    "cluster": "harepl.cli.cluster:cluster",
     # `make demo`: a real 3-node lab with demo services and a failover
     # (the simulator's demo is `harepl sim demo`)
     "demo": "harepl.runtime.demo:demo",

@@ -32,6 +32,7 @@ from harepl.runtime.api import serve_api
 from harepl.runtime.backend import DaemonBackend
 from harepl.runtime.config import NodeConfig
 from harepl.runtime.env import NodeContext, RuntimeEnv
+from harepl.runtime.membership import Membership, watch_config_drift
 from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
 from harepl.runtime.nodestats import publish as publish_node_stats
@@ -178,6 +179,7 @@ class NodeDaemon:
         self._lapse_logged = False
         self._last_states: dict[str, str] = {}
         self.backend = DaemonBackend(cfg.node, tuple(m.name for m in cfg.members), self.client)
+        self.backend.membership = Membership(cfg.node, cfg.members, self.client)  # type: ignore[attr-defined]
         token = cfg.read_api_token()
         cfg.api_socket.parent.mkdir(parents=True, exist_ok=True)
         self.api = serve_api(self.backend, unix_path=cfg.api_socket, tcp=cfg.api_tcp, token=token,
@@ -275,6 +277,8 @@ class NodeDaemon:
         self.threads = [
             threading.Thread(target=self.ctx.run_lease_keeper, args=(lrm_log,), name="lease", daemon=True),
             threading.Thread(target=self.ctx.run_watcher, name="watch", daemon=True),
+            threading.Thread(target=watch_config_drift, name="members", daemon=True,
+                             args=(self.client, self.cfg.members, self.dlog, self.stop_event)),
             threading.Thread(target=_loop, name="crm", daemon=True,
                              args=("crm", self.roles_stop, crm_log, t.loop_s, self.crm.do_one_iteration,
                                    self.after_crm, self.crm_env)),

@@ -350,6 +350,8 @@ class RuntimeEnv:
             extra = self.ctx.client.read(reads.nodes, linearizable=False)
         except Exception:  # noqa: BLE001 - the config's member list is enough
             extra = {}
+        if extra:  # after a membership change the committed node list wins (runtime/membership.py)
+            members = []
         for node in sorted(set(members) | set(extra)):
             if node == self.ctx.node:
                 online = quorate

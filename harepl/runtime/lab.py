@@ -123,7 +123,7 @@ class Lab:
             f.write(secrets.token_urlsafe(32) + "\n")
         os.chmod(secret_file, 0o600)
         self.state = {"profile": profile, "nodes": [{"name": nm, "raft_port": p} for nm, p in zip(names, ports, strict=True)],
-                      "pids": {}}
+                      "pids": {}, "timing": dict(timing_overrides or {})}
         for node in self.nodes:
             node.dir.mkdir(exist_ok=True)
             os.chmod(node.dir, 0o700)
@@ -259,6 +259,81 @@ class Lab:
                 last = str(exc)
             time.sleep(0.2)
         raise LabError(f"cluster not quorate after {timeout_s:g} s ({last})")
+
+    # --- membership (`harepl lab add-node|remove-node`) ---------------------------------
+    def _api(self, name: str) -> Any:
+        from harepl.runtime.api.client import ApiClient
+
+        return ApiClient(str(self.node(name).api_socket), timeout_s=30.0)
+
+    def _rewrite_configs(self) -> None:
+        """Every node's [[nodes]] = the lab's node list (what an operator does on every
+        node after a change; the daemons read it at their next start)."""
+        for node in self.nodes:
+            if node.dir.exists():
+                node.config.write_text(self._config_text(node, self.state["profile"], self.state.get("timing", {})))
+
+    def add_node(self, timeout_s: float = 60.0) -> str:
+        """Start one more daemon (config: every member plus itself) and add it to the
+        running cluster through another node's API; returns its name."""
+        from harepl.runtime.api.client import ApiClientError
+
+        via = next(iter(self.running()), None)
+        if via is None:
+            raise LabError("no lab node is running; start the lab first")
+        taken = {n.name for n in self.nodes}
+        name = next(f"node{i}" for i in range(1, len(taken) + 2) if f"node{i}" not in taken)
+        node = LabNode(name, _free_ports(1)[0], self.dir / name)
+        if len(str(node.api_socket).encode()) > MAX_SOCKET_PATH:
+            raise LabError(f"lab directory path too long for a Unix socket ({node.api_socket}); use a shorter --dir")
+        if node.dir.exists():
+            raise LabError(f"{node.dir} exists (a removed node's leftovers?); move it away first")
+        self.state["nodes"].append({"name": name, "raft_port": node.raft_port})
+        node.dir.mkdir()
+        os.chmod(node.dir, 0o700)
+        node.config.write_text(self._config_text(node, self.state["profile"], self.state.get("timing", {})))
+        self._save()
+        self.start(name)
+        try:
+            self._api(via).post("/cluster/members", {"node": name, "addr": f"127.0.0.1:{node.raft_port}"})
+        except ApiClientError as exc:
+            self.kill(name)
+            self.state["nodes"] = [n for n in self.state["nodes"] if n["name"] != name]
+            self.state["pids"].pop(name, None)
+            self._save()
+            raise LabError(f"adding {name} refused by {via}: {exc.message} (its directory {node.dir} is kept)") from None
+        self._rewrite_configs()
+        self.wait_quorate([name], timeout_s=timeout_s)
+        return name
+
+    def remove_node(self, name: str, timeout_s: float = 30.0) -> None:
+        """Remove NODE from the running cluster (through another node's API), then power
+        it off and drop it from the lab. The Raft leader is powered off first (it cannot
+        be removed while it leads)."""
+        from harepl.runtime.api.client import ApiClientError
+
+        node = self.node(name)
+        via = next((n for n in self.running() if n != name), None)
+        if via is None:
+            raise LabError(f"no other lab node is running to remove {name} through")
+        api = self._api(via)
+        try:
+            if self._node_up(name) and api.get("/cluster/members").get("leader") == name:
+                self.kill(name)
+                deadline = time.monotonic() + timeout_s
+                while api.get("/cluster/members").get("leader") in (None, name):
+                    if time.monotonic() > deadline:
+                        raise LabError(f"no new Raft leader within {timeout_s:g} s after powering off {name}")
+                    time.sleep(0.2)
+            api.delete(f"/cluster/members/{name}")
+        except ApiClientError as exc:
+            raise LabError(f"removing {name} refused by {via}: {exc.message}") from None
+        self.kill(name)
+        self.state["nodes"] = [n for n in self.state["nodes"] if n["name"] != name]
+        self.state["pids"].pop(name, None)
+        node.dir.rename(node.dir.with_name(f"{name}.removed"))
+        self._rewrite_configs()
+        self._save()
 
     def env_line(self, name: str) -> str:
         return f"export HAREPL_API={self.node(name).api_socket}"

@@ -106,3 +106,32 @@ def status_cmd(directory: Path) -> None:
             click.echo(f"{node.name}: {state}")
 
     _run(action)
+
+
+@lab.command("add-node")
+@DIR_OPTION
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for the new node to be quorate.")
+def add_node_cmd(directory: Path, timeout_s: float) -> None:
+    """Start one more daemon on 127.0.0.1 and add it to the running cluster."""
+
+    def action() -> None:
+        lab_ = Lab(directory).load()
+        name = lab_.add_node(timeout_s=timeout_s)
+        node = lab_.node(name)
+        click.echo(f"{name}: added (pid {lab_.pid(name)}, raft 127.0.0.1:{node.raft_port}, api {node.api_socket})")
+
+    _run(action)
+
+
+@lab.command("remove-node")
+@click.argument("node")
+@DIR_OPTION
+def remove_node_cmd(node: str, directory: Path) -> None:
+    """Remove NODE from the running cluster, then power it off."""
+
+    def action() -> None:
+        Lab(directory).load().remove_node(node)
+        click.echo(f"{node}: removed")
+
+    _run(action)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from harepl.runtime.api import members
 from harepl.runtime.api import options as dc
 from harepl.runtime.api import validate as v
 from harepl.runtime.api.backend import ApiBackend, BackendUnavailable, ClusterState
@@ -275,6 +276,7 @@ ROUTES_SPEC: list[tuple[str, str, Handler]] = [
     ("GET", "/events", events_index),
     ("GET", "/cluster/options", options_read),
     ("PUT", "/cluster/options", _write(lambda r, s: dc.options_set(r.body, s))),
+    *members.ROUTES_SPEC,
 ]
 
 ROUTES: list[Route] = [
