@@ -53,3 +53,12 @@ def test_every_ref_resolves() -> None:
                 walk(value)
 
     walk(spec)
+
+
+def test_membership_refusals_are_described() -> None:
+    """/cluster/members: each change documents its 4xx refusals (one-line errors)."""
+    paths = _spec()["paths"]
+    assert {"400", "409", "503"} <= set(paths["/cluster/members"]["post"]["responses"])
+    assert {"404", "409", "503"} <= set(paths["/cluster/members/{node}"]["delete"]["responses"])
+    member = _spec()["components"]["schemas"]["Member"]["properties"]
+    assert {"node", "addr", "raft_member", "ha_node", "responds", "leader", "joining"} <= set(member)
