@@ -32,17 +32,15 @@ import sqlite3
 import threading
 from typing import Any
 
+from harepl.runtime.api.errors import ApiError
 from harepl.runtime.config import ConfigError, Member, _hostport
 from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client, Rejected, StoreUnavailable
 
 
-class MembershipError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class MembershipError(ApiError):
+    """A refused change: HTTP status + one line (the API answers it as is)."""
 
 
 def check_name(node: Any) -> str:
@@ -135,12 +133,12 @@ class Membership:
         half = sorted((set(raft) - ha_addrs) | (ha_addrs - set(raft)))
         by_addr = {a: n for n, a in nodes.items()}
         for a in half:
-            n = by_addr.get(a)
+            name = by_addr.get(a)
             if doing[0] == "add" and a == doing[1]:
                 continue
-            if doing[0] == "remove" and n == doing[1]:
+            if doing[0] == "remove" and name == doing[1]:
                 continue
-            raise MembershipError(409, f"a membership change is in progress: {a} ({n or 'unnamed'}) is "
+            raise MembershipError(409, f"a membership change is in progress: {a} ({name or 'unnamed'}) is "
                                        f"{'a Raft member but not an HA node' if a in raft else 'an HA node but not a Raft member'}"
                                        " - repeat that add-node or remove-node to complete it")
         return nodes, raft
