@@ -99,6 +99,7 @@ class Membership:
                          "ha_node": name in nodes, "responds": addr in alive,
                          "leader": addr == st["leader"], "local": addr == store.self_addr,
                          "joining": self._joining(name, addr, alive, leases)})
+        rows.sort(key=lambda r: (r["node"] is None, r["node"] or "", r["addr"]))
         return {"node": self.node, "quorate": bool(st["quorum"]), "leader": by_addr.get(st["leader"] or ""),
                 "leader_addr": st["leader"], "members": rows}
 
