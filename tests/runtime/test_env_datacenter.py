@@ -26,6 +26,7 @@ from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import StoreNode
 from tests.runtime.test_env_leases import _cfg, _port
+from tests.support.leases import take_node_lease
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +88,7 @@ def test_lrm_node_shutdown_follows_the_replicated_policy(client: Client, tmp_pat
         agents.env = env
         if policy:
             assert client.submit(C.dc_options_set({"ha": {"shutdown_policy": policy}}), 10)["ok"]
-        assert ctx.keep_node_lease(log.for_role("lrm"))
+        take_node_lease(ctx, log.for_role("lrm"))
         agents.shutdown_flags = (True, reboot)   # what a node-shutdown detection would report
         lrm = LRM(env, active_round_s=0.2, wait_round_s=0.2)
         lrm.shutdown()
@@ -107,7 +108,7 @@ def test_daemon_stop_without_node_shutdown_freezes_whatever_the_policy(client: C
         env = RuntimeEnv(ctx, "lrm", log.for_role("lrm"))
         agents.env = env
         assert client.submit(C.dc_options_set({"ha": {"shutdown_policy": "migrate"}}), 10)["ok"]
-        assert ctx.keep_node_lease(log.for_role("lrm"))
+        take_node_lease(ctx, log.for_role("lrm"))
         lrm = LRM(env, active_round_s=0.2, wait_round_s=0.2)
         lrm.shutdown()   # SIGTERM of the daemon: shutdown_flags stay (False, False)
         assert lrm.mode == "restart"

@@ -19,6 +19,7 @@ from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import StoreNode
+from tests.support.leases import take_node_lease
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,7 +62,7 @@ def test_node_lease_is_judged_on_our_clock_and_taken_by_cas(client: Client, tmp_
     crm2 = RuntimeEnv(ctx2, "crm", log.for_role("crm"))
     assert isinstance(lrm1, Env)
 
-    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    take_node_lease(ctx1, log.for_role("lrm"))
     assert lrm1.get_ha_agent_lock() and ctx1.node_lease_valid()
     lrm1.write_lrm_status({"mode": "active", "state": "active", "results": {}})
     epoch1 = client.read(lambda c: reads.agent_lease_of(c, "n1"), linearizable=False)["epoch"]
@@ -119,7 +120,7 @@ def test_node_marked_fence_lets_its_lease_lapse_so_the_master_can_fence_it(clien
     ctx1 = NodeContext(_cfg("n1", tmp_path), client, None, None, stop)
     ctx2 = NodeContext(_cfg("n2", tmp_path), client, None, None, stop)
     crm2 = RuntimeEnv(ctx2, "crm", log.for_role("crm"))
-    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    take_node_lease(ctx1, log.for_role("lrm"))
     assert crm2.get_ha_manager_lock()
     crm2.write_manager_status({"master_node": "n2", "node_status": {"n1": "fence", "n2": "online"},
                                "service_status": {"vm:1": {"state": "fence", "node": "n1", "uid": "u1"}}})
@@ -151,6 +152,6 @@ def test_a_master_marked_fence_does_not_count_its_own_held_lease_as_fenced(clien
     ctx1 = NodeContext(_cfg("n1", tmp_path), client, None, None, stop)
     crm1 = RuntimeEnv(ctx1, "crm", log.for_role("crm"))
     lrm1 = RuntimeEnv(ctx1, "lrm", log.for_role("lrm"))
-    assert ctx1.keep_node_lease(log.for_role("lrm"))
+    take_node_lease(ctx1, log.for_role("lrm"))
     assert lrm1.get_ha_agent_lock()          # the LRM: its own lease is valid
     assert not crm1.get_ha_agent_lock("n1")  # the CRM fencing n1: fresh lease, not fenced
