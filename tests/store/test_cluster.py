@@ -304,7 +304,17 @@ def test_membership_add_and_remove_one_at_a_time(make_cluster) -> None:
     leader = c.wait_leader(c.members[:3])
     new = c.members[3]
     c.start(new, peers=c.peers)
-    members = leader.call({"call": "member", "action": "add", "addr": new.addr, "timeout": 10})
+    # right after an election the leader may not have heard from every follower yet and
+    # rightly refuses ("would lose quorum"): an operator would try again a moment later
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            members = leader.call({"call": "member", "action": "add", "addr": new.addr, "timeout": 10})
+            break
+        except RuntimeError as exc:
+            if "would lose quorum" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     assert new.addr in members
     assert c.submit(new, C.noop())["ok"]
     last = c.submit(leader, C.noop())
