@@ -10,8 +10,6 @@ whatever the policy. The shutdown tests below set the flag such a detection woul
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,23 +22,10 @@ from harepl.runtime.nodestats import local_static_stats, publish
 from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client
-from harepl.store.raft import StoreNode
-from tests.runtime.test_env_leases import _cfg, _port
 from tests.support.leases import take_node_lease
+from tests.support.store import node_config as _cfg
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    addr = f"127.0.0.1:{_port()}"
-    node = StoreNode(addr, [addr], str(tmp_path / "store"), "test-secret")
-    c = Client(node)
-    deadline = time.monotonic() + 30
-    while not c.quorate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield c
-    node.stop()
 
 
 def test_settings_and_capacity_come_from_the_store(client: Client, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ the old holder's fenced writes are then rejected."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,45 +11,17 @@ from pathlib import Path
 import pytest
 
 from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
-from harepl.runtime.config import Member, NodeConfig, Timing
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.nodelog import NodeLog
 from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client
-from harepl.store.raft import StoreNode
 from tests.support.leases import take_node_lease
+from tests.support.store import TIMING
+from tests.support.store import node_config as _cfg
 
 pytestmark = pytest.mark.timeout(120)
 
-TIMING = Timing(loop_s=0.2, lease_local_s=0.6, watchdog_s=0.8, lease_timeout_s=3.0, margin_s=0.1, max_workers=4)
-
-
-def _port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
-
-
-def _cfg(node: str, tmp: Path) -> NodeConfig:
-    return NodeConfig(node=node, members=(Member("n1", "127.0.0.1", 1), Member("n2", "127.0.0.1", 2)),
-                      data_dir=tmp, secret_file=tmp / "s", api_socket=tmp / "a.sock", api_tcp=None,
-                      api_token_file=None, profile="test", timing=TIMING, watchdog_backend="process",
-                      watchdog_device=Path("/dev/watchdog"), log_file=tmp / f"{node}.log")
-
-
-@pytest.fixture
-def client(tmp_path: Path):  # type: ignore[no-untyped-def]
-    addr = f"127.0.0.1:{_port()}"
-    node = StoreNode(addr, [addr], str(tmp_path / "store"), "test-secret")
-    c = Client(node)
-    deadline = time.monotonic() + 30
-    while not c.quorate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield c
-    node.stop()
 
 
 def test_node_lease_is_judged_on_our_clock_and_taken_by_cas(client: Client, tmp_path: Path) -> None:

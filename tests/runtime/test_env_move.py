@@ -8,37 +8,23 @@ target, and the service ended in 'error'."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from harepl.runtime.config import Member, NodeConfig, Timing
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.nodelog import NodeLog
 from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import StoreNode
+from tests.support.store import free_port as _port
+from tests.support.store import node_config as _cfg
 
 pytestmark = pytest.mark.timeout(120)
 
-TIMING = Timing(loop_s=0.2, lease_local_s=0.6, watchdog_s=0.8, lease_timeout_s=3.0, margin_s=0.1, max_workers=4)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cfg(node: str, tmp: Path) -> NodeConfig:
-    return NodeConfig(node=node, members=(Member("n1", "127.0.0.1", 1), Member("n2", "127.0.0.1", 2)),
-                      data_dir=tmp, secret_file=tmp / "s", api_socket=tmp / "a.sock", api_tcp=None,
-                      api_token_file=None, profile="test", timing=TIMING, watchdog_backend="process",
-                      watchdog_device=Path("/dev/watchdog"), log_file=tmp / f"{node}.log")
 
 
 def _wait(pred, what: str, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -5,50 +5,24 @@ cluster commits -- and it still wakes the LRM when a transition concerns its nod
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harepl.runtime.config import Member, NodeConfig, Timing
+from harepl.runtime.config import NodeConfig
 from harepl.runtime.env import NodeContext
 from harepl.store import commands as C
 from harepl.store.client import Client
-from harepl.store.raft import StoreNode
+from tests.support.store import node_config
 
 pytestmark = pytest.mark.timeout(120)
 
-TIMING = Timing(loop_s=0.2, lease_local_s=0.6, watchdog_s=0.8, lease_timeout_s=3.0, margin_s=0.1, max_workers=4)
-
-
-def _port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
-
 
 def _cfg(node: str, tmp: Path) -> NodeConfig:
-    return NodeConfig(node=node, members=(Member("n1", "127.0.0.1", 1),), data_dir=tmp, secret_file=tmp / "s",
-                      api_socket=tmp / "a.sock", api_tcp=None, api_token_file=None, profile="test",
-                      timing=TIMING, watchdog_backend="process", watchdog_device=Path("/dev/watchdog"),
-                      log_file=tmp / f"{node}.log")
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    addr = f"127.0.0.1:{_port()}"
-    node = StoreNode(addr, [addr], str(tmp_path / "store"), "test-secret")
-    c = Client(node)
-    deadline = time.monotonic() + 30
-    while not c.quorate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield c
-    node.stop()
+    return node_config(node, tmp, members=("n1",))
 
 
 def _until(pred: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:

@@ -8,9 +8,7 @@ replicas split (two CRM masters with the same manager epoch) and a service ran t
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ from harepl.store import commands as C
 from harepl.store import reads
 from harepl.store.apply import StoreFault, TooNew, apply
 from harepl.store.client import Client
-from harepl.store.raft import StoreNode
 from harepl.store.schema import connect
+from tests.support.store import one_member_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,24 +49,8 @@ def test_a_command_newer_than_this_node_stops_it_and_changes_nothing() -> None:
     assert r["ok"] is False and r["reason"] == "invalid"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _member(tmp_path: Path, on_fault=None) -> StoreNode:  # type: ignore[no-untyped-def]
-    addr = f"127.0.0.1:{_port()}"
-    node = StoreNode(addr, [addr], str(tmp_path / "store"), "test-secret", on_fault=on_fault)
-    deadline = time.monotonic() + 30
-    while not node.has_quorum():
-        assert time.monotonic() < deadline, "no quorum"
-        time.sleep(0.05)
-    return node
-
-
 def test_newer_commands_wait_until_every_running_node_knows_them(tmp_path: Path) -> None:
-    node = _member(tmp_path)
+    node = one_member_store(tmp_path)
     try:
         client = Client(node)
         # node 'old' runs a harepl that writes no 'vocab' into its LRM status: version 1
@@ -96,7 +78,7 @@ def test_a_raft_member_meeting_a_newer_command_stops_with_one_clear_reason(tmp_p
         faults.append(why)
         stopped.set()
 
-    node = _member(tmp_path, on_fault=on_fault)
+    node = one_member_store(tmp_path, on_fault=on_fault)
     try:
         newer = dict(C.noop(), v=NEXT)
         node.submit_async(C.encode(newer), lambda res, err: None)  # as a newer peer would
