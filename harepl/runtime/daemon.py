@@ -46,6 +46,7 @@ from harepl.store.raft import RaftSettings, StoreNode
 # fences the node, so leftovers are recovered safely elsewhere)
 NODE_SHUTDOWN_WAIT_S = 140.0
 
+
 class WatchdogDoor:
     """The env's watchdog: created on first open, re-armed by a feed after a clean close."""
 
