@@ -3,45 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
 
-from harepl.cli.ha_manager import cli
 from harepl.runtime.api.local_backend import LocalApi
 from harepl.store import commands as C
 from harepl.store import reads
-
-
-@pytest.fixture
-def api() -> Iterator[LocalApi]:
-    path = tempfile.mkdtemp(prefix="hdc-", dir="/tmp")
-    with LocalApi(path) as running:
-        yield running
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def ha(api: LocalApi):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True) -> Result:
-        result = runner.invoke(cli, list(args), env={"HAREPL_API": api.socket_path, "HAREPL_TOKEN": ""})
-        if ok:
-            assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
-
-    return run
-
-
-def one_error_line(result: Result, exit_code: int, fragment: str) -> None:
-    assert result.exit_code == exit_code, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ") and fragment in lines[0], lines[0]
+from tests.cli.support import one_error_line
 
 
 def test_show_defaults_then_set_and_show(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
