@@ -69,7 +69,8 @@ log = logging.getLogger("harepl.store.raft")
 class _BenignTruncation(logging.Filter):
     """pysyncobj logs CRITICAL "truncating already-applied log entries" when a follower
     receives entries it already has (re-sent after an optimistic nextIndex).  Applied
-    entries are committed, so Raft guarantees the re-sent ones are identical: benign."""
+    entries are committed, so Raft guarantees the re-sent ones are identical: benign --
+    and checked: `_DurableJournal` stops the member if a re-added entry differs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.getMessage().startswith("truncating already-applied log entries"):
@@ -236,6 +237,8 @@ class StoreNode:
         # pinned 0.3.17: make the journal durable before the first tick
         self.journal = _DurableJournal.adopt(self._obj._SyncObj__raftLog, self.journal_path,
                                              self.settings.durable)
+        self.journal.applied_idx = lambda: int(self._obj.raftLastApplied)
+        self.journal.on_divergence = self.fault
         self.transport: _GuardedTransport = self._obj._SyncObj__transport
         self.transport.journal = self.journal
         self.transport.keepalive_s = min(0.5, self.settings.connection_timeout_s / 4)

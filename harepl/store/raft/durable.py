@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj.journal import FileJournal
@@ -31,6 +32,11 @@ class _DurableJournal(FileJournal):  # type: ignore[misc]
     _d_durable: bool
     _d_meta_dirty: bool
     _d_lock: threading.Lock
+    #: the highest applied log index (set by StoreNode) and what to call when an applied
+    #: entry is replaced by a different one
+    applied_idx: Callable[[], int]
+    on_divergence: Callable[[str], None] | None
+    _d_replaced: dict[int, tuple[bytes, int]]
 
     @classmethod
     def adopt(cls, inner: Any, path: str, durable: bool) -> _DurableJournal:
@@ -46,18 +52,34 @@ class _DurableJournal(FileJournal):  # type: ignore[misc]
         j.syncs = 0
         j._d_fd = None
         j._d_lock = threading.Lock()
+        j.applied_idx = lambda: 0
+        j.on_divergence = None
+        j._d_replaced = {}
         return j
 
     # writes: mark dirty
     def add(self, command: bytes, idx: int, term: int) -> None:
+        was = self._d_replaced.pop(idx, None)
+        if was is not None and was != (command, term) and self.on_divergence is not None:
+            self.on_divergence(f"log entry {idx} was applied as term {was[1]} and is now replaced by a "
+                               f"different entry of term {term}: this member's state may differ from the others'")
         super().add(command, idx, term)
         self.dirty = True
 
     def clear(self) -> None:
         super().clear()
+        self._d_replaced.clear()  # a snapshot install: the applied state is replaced too
         self.dirty = True
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802,N803 - pysyncobj API
+        # pysyncobj truncates everything after a follower's prevLogIdx, already-applied
+        # entries included, and re-adds what the leader sent.  That is harmless only if
+        # the re-added entries are the ones applied: remember them and check in add().
+        applied = self.applied_idx()
+        for command, idx, term in self[entryFrom:]:
+            if idx > applied:
+                break
+            self._d_replaced[idx] = (bytes(command), term)
         super().deleteEntriesFrom(entryFrom)
         self.dirty = True
 
