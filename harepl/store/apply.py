@@ -336,13 +336,19 @@ def _resource_add(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]
     return {"sid": sid}
 
 
-def _resource_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+def _service_to_edit(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    """The service an edit command names, after its fence and digest checks."""
     _fence_optional(conn, c)
-    sid = c["sid"]
-    cur = _reads_service(conn, sid)
+    cur = _reads_service(conn, c["sid"])
     if cur is None:
-        raise Rejected("missing", f"no such service {sid!r}")
+        raise Rejected("missing", f"no such service {c['sid']!r}")
     _check_digest(c, cur)
+    return cur
+
+
+def _resource_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    sid = c["sid"]
+    cur = _service_to_edit(conn, c)
     cfg = {**cur, **c["changes"]}
     for key in c.get("delete", []):
         if key not in _RES_OPTIONAL:

@@ -21,8 +21,8 @@ from .apply import (
     Rejected,
     _check_digest,
     _fence_optional,
-    _reads_service,
     _resource_row,
+    _service_to_edit,
     _write_group,
     canon,
 )
@@ -85,12 +85,8 @@ def _rule_update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resource_update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
-    _fence_optional(conn, c)
     sid = c["sid"]
-    cur = _reads_service(conn, sid)
-    if cur is None:
-        raise Rejected("missing", f"no such service {sid!r}")
-    _check_digest(c, cur)
+    cur = _service_to_edit(conn, c)
     changes, delete = _edit(c)
     if changes.get("type", cur["type"]) != cur["type"]:
         raise Rejected("invalid", f"service {sid!r} is of type {cur['type']!r}; its type cannot change")

@@ -81,13 +81,23 @@ class Cluster:
     def peers(self) -> str:
         return ",".join(m.addr for m in self.members)
 
+    #: how long a started member may take to answer on its control socket
+    start_timeout_s = 20.0
+
+    def command(self, m: Member, peers: str | None = None, extra: list[str] | None = None) -> list[str]:
+        """The member's command line (subclasses wrap it, e.g. in a network namespace)."""
+        return [sys.executable, "-m", "harepl.store.node", "--addr", m.addr, "--peers", peers or self.peers,
+                "--data-dir", m.data_dir, "--secret-file", self.secret_file, *self.extra_args, *(extra or [])]
+
+    def process_env(self) -> dict[str, str] | None:
+        return None  # inherit ours
+
     def start(self, m: Member, peers: str | None = None, extra: list[str] | None = None) -> None:
-        cmd = [sys.executable, "-m", "harepl.store.node", "--addr", m.addr, "--peers", peers or self.peers,
-               "--data-dir", m.data_dir, "--secret-file", self.secret_file, *self.extra_args, *(extra or [])]
         logf = open(m.log_path, "ab")
-        m.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, start_new_session=True)
+        m.proc = subprocess.Popen(self.command(m, peers, extra), stdout=logf, stderr=logf,
+                                  start_new_session=True, env=self.process_env())
         m.stopped = False
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if m.proc.poll() is not None:
                 raise RuntimeError(f"{m.addr} exited: {m.log()[-2000:]}")
