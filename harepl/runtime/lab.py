@@ -11,7 +11,9 @@ Layout of a lab directory:
     DIR/<node>/daemon.out   its stdout/stderr (tracebacks, if any)
 
 Each daemon runs in its own session (setsid): killing a node kills the whole session —
-daemon, process watchdog and services — like pulling its power cord.
+daemon, process watchdog and services — and every service cgroup of the node (a service
+that left the session is still in its cgroup; see ``agents/cgroup.py``), like pulling its
+power cord.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harepl.runtime import procs
+from harepl.runtime.agents import cgroup
 from harepl.runtime.apiprobe import ApiUnavailable, get_json
 
 LAB_FILE = "lab.json"
@@ -176,9 +179,11 @@ class Lab:
         return proc.pid
 
     def kill(self, name: str) -> None:
-        """Power loss: SIGKILL of the node's whole session (and marked strays)."""
+        """Power loss: SIGKILL of the node's whole session (and marked strays), then of its
+        service cgroups (the daemon is dead by then: it can start nothing more)."""
         node = self.node(name)
         left = procs.kill_node(self.pid(name), node.marker)
+        left += cgroup.kill_node_tree(node.name, node.marker)
         if left:
             raise LabError(f"{name}: processes survived SIGKILL: {left}")
 
@@ -229,6 +234,7 @@ class Lab:
                 except ProcessLookupError:
                     pass
             left = procs.kill_node(pid if pid and procs.session_of(pid) == pid else None, node.marker)
+            left += cgroup.kill_node_tree(node.name, node.marker)
             if left:
                 raise LabError(f"{node.name}: processes survived SIGKILL: {left}")
         self.state["pids"] = {}
