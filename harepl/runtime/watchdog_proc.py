@@ -13,23 +13,48 @@ it logs one line
     watchdog: node NAME not fed for N s, killing session SID (K processes)
 
 and SIGKILLs every process of session SID (and, with ``--marker``, every process whose
-environment has ``HAREPL_LAB_NODE=M``, the lab's mark for a node's processes), repeating
-until none is left, then exits 1. SIGINT/SIGHUP are ignored; SIGTERM/SIGKILL end it (a
-tester's escape hatch; production nodes use the device backend).
+environment has ``HAREPL_LAB_NODE=M``, the lab's mark for a node's processes) and every
+service cgroup of the node (``<cgroup v2 root>/harepl/<node scope>``, see
+``agents/cgroup.py``: a service that left the session, e.g. ``setsid cmd &`` with a clean
+environment, is still in its cgroup), repeating until none is left, then exits 1. If
+there were service cgroups it also logs
 
-Standard library only, so it starts fast and needs no package imports.
+    watchdog: node NAME: killed the service cgroups under PATH
+
+SIGINT/SIGHUP are ignored; SIGTERM/SIGKILL end it (a tester's escape hatch; production
+nodes use the device backend).
+
+Standard library only, so it starts fast and needs no package imports (``agents/cgroup.py``
+is standard library only too and is loaded by its path).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import select
 import signal
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
 
 MARKER_ENV = "HAREPL_LAB_NODE"
+CGROUP_PY = Path(__file__).resolve().parent / "agents" / "cgroup.py"
+
+
+def _cgroup_module() -> ModuleType | None:
+    """agents/cgroup.py by path (importing the package would pull in all of harepl)."""
+    try:
+        spec = importlib.util.spec_from_file_location("harepl_watchdog_cgroup", CGROUP_PY)
+        if spec is None or spec.loader is None:
+            return None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    except Exception:  # never let tracking helpers keep the watchdog from fencing
+        return None
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -64,19 +89,30 @@ def victims(session: int, marker: str | None) -> list[int]:
     return out
 
 
-def kill_all(session: int, marker: str | None, rounds: int = 100) -> int:
-    """SIGKILL until nothing is left (a parent may fork once more before it dies)."""
+def kill_all(session: int, marker: str | None, rounds: int = 100, cgroups: Path | None = None,
+             cg: ModuleType | None = None) -> int:
+    """SIGKILL until nothing is left (a parent may fork once more before it dies): the node's
+    session and marked processes first (then the daemon can start nothing more), then its
+    service cgroups (``cgroups``, killed and removed by the ``cg`` module)."""
     killed: set[int] = set()
     for _ in range(rounds):
         pids = victims(session, marker)
-        if not pids:
-            break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
             except (ProcessLookupError, PermissionError):
                 pass
+        in_cgroups: list[int] = []
+        if cgroups is not None and cg is not None:
+            try:
+                in_cgroups = cg.pids(cgroups)
+                killed.update(in_cgroups)
+                cg.kill(cgroups, timeout_s=0.1)
+            except OSError:
+                pass
+        if not pids and not in_cgroups:
+            break
         time.sleep(0.02)
     return len(killed)
 
@@ -99,6 +135,9 @@ def run(node: str, timeout_s: float, session: int, marker: str | None, log_path:
     if session <= 1 or session == os.getsid(0):
         log(log_path, f"watchdog: node {node}: refusing to guard session {session}")
         return 2
+    # Where the node's service cgroups are, found before arming: firing must be quick.
+    cg = _cgroup_module()
+    cgroups = cg.node_path(node, marker) if cg is not None else None
     last_feed = time.monotonic()
     stdin_open = True
     os.write(1, b"ready\n")  # the client waits for this before it counts as armed
@@ -126,7 +165,10 @@ def run(node: str, timeout_s: float, session: int, marker: str | None, log_path:
     pids = victims(session, marker)
     log(log_path, f"watchdog: node {node} not fed for {not_fed_s:.1f} s, killing session {session} "
         f"({len(pids)} processes)")
-    kill_all(session, marker)
+    had_cgroups = cgroups is not None and cgroups.exists()
+    kill_all(session, marker, cgroups=cgroups, cg=cg)
+    if had_cgroups:
+        log(log_path, f"watchdog: node {node}: killed the service cgroups under {cgroups}")
     return 1
 
 

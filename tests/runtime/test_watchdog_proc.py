@@ -1,7 +1,8 @@
 """Process watchdog on real processes: a daemon-like node (own session, children, an exec
-service in its own process group) is killed whole when it stops feeding, and is not when it
-keeps feeding or closes cleanly. Each node here runs in a session of its own (start_new_session),
-never the test runner's."""
+service in its own process group and cgroup) is killed whole when it stops feeding — a
+service that left the session included, by its cgroup — and is not when it keeps feeding or
+closes cleanly. Each node here runs in a session of its own (start_new_session), never the
+test runner's, under a node name of its own (the watchdog kills that node's cgroups)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from harepl.runtime.agents import proc
+from harepl.runtime.agents import cgroup, proc
 from harepl.runtime.watchdog import ProcessWatchdog, WatchdogError
 from tests.support import wait_until
 
@@ -24,19 +27,22 @@ import json, os, subprocess, sys, time
 from harepl.runtime.agents import AgentContext, agent_for
 from harepl.runtime.watchdog import ProcessWatchdog
 mode, timeout_s, info, log, run_dir = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+node, command = sys.argv[6], sys.argv[7]
 child = subprocess.Popen(["sleep", "1000"])
 tree = subprocess.Popen(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
-svc = agent_for("exec:svc", {"params": {"command": "sleep 1000"}}, AgentContext("n", run_dir))
-assert svc.start().ok
+svc = agent_for("exec:svc", {"params": {"command": command}}, AgentContext(node, run_dir))
+res = svc.start()
+assert res.ok, res.message
 def publish(path, data):
     with open(path + ".tmp", "w") as fh:
         json.dump(data, fh)
     os.rename(path + ".tmp", path)
 # 1) tell the test who we are, 2) wait until it has looked at our processes, 3) arm
-publish(info, {"session": os.getsid(0), "daemon": os.getpid(), "service": svc.pid()})
+publish(info, {"session": os.getsid(0), "daemon": os.getpid(), "service": svc.pid(),
+               "cgroup": res.extra["cgroup"]})
 while not os.path.exists(info + ".go"):
     time.sleep(0.01)
-wd = ProcessWatchdog("nodeX", timeout_s, log_path=log)
+wd = ProcessWatchdog(node, timeout_s, log_path=log)
 wd.open()
 publish(info + ".armed", {"watchdog_pid": wd.pid})
 if mode == "feed":
@@ -58,13 +64,17 @@ elif mode == "die":
 '''
 
 
+NAME = f"wd{uuid.uuid4().hex[:10]}"  # this run's node: concurrent runs never share cgroups
+
+
 class Node:
-    def __init__(self, tmp_path, mode, timeout_s):
+    def __init__(self, tmp_path, mode, timeout_s, command="sleep 1000", members=5):
         self.info_path = tmp_path / "info.json"
         self.log = tmp_path / "watchdog.log"
+        self.n_members = members
         self.popen = subprocess.Popen(
             [sys.executable, "-c", NODE, mode, str(timeout_s), str(self.info_path), str(self.log),
-             str(tmp_path / "run")], start_new_session=True)
+             str(tmp_path / "run"), NAME, command], start_new_session=True)
         self.session = self.popen.pid  # setsid: the session id is the leader's pid
         self.info = {}
         try:
@@ -79,7 +89,7 @@ class Node:
         self.info = json.loads(self.info_path.read_text())
         self.session = self.info["session"]
         assert self.session == self.popen.pid != os.getsid(0)
-        wait_until(lambda: len(self.members()) >= 5)  # daemon, sleep, sh + 2 sleeps, service
+        wait_until(lambda: len(self.members()) >= self.n_members)  # daemon, sleep, sh + 2 sleeps, service
         self.initial = self.members()
         armed = tmp_path / "info.json.armed"
         (tmp_path / "info.json.go").touch()
@@ -108,6 +118,7 @@ class Node:
             os.kill(self.info["watchdog_pid"], signal.SIGKILL)
         except (ProcessLookupError, KeyError, AttributeError):
             pass
+        cgroup.kill_node_tree(NAME)  # what the test's services left outside the session
         self.popen.poll()
 
 
@@ -115,8 +126,8 @@ class Node:
 def node_factory(tmp_path):
     made = []
 
-    def make(mode, timeout_s):
-        n = Node(tmp_path, mode, timeout_s)
+    def make(mode, timeout_s, **kw):
+        n = Node(tmp_path, mode, timeout_s, **kw)
         made.append(n)
         return n
 
@@ -125,7 +136,7 @@ def node_factory(tmp_path):
         n.cleanup()
 
 
-FIRED = re.compile(r"watchdog: node nodeX not fed for (\d+\.\d) s, killing session (\d+) \((\d+) processes\)")
+FIRED = re.compile(rf"watchdog: node {NAME} not fed for (\d+\.\d) s, killing session (\d+) \((\d+) processes\)")
 
 
 def assert_fired(node):
@@ -185,3 +196,20 @@ def test_refuses_to_guard_own_session(tmp_path):
     with pytest.raises(WatchdogError, match="did not start"):
         wd.open()
     assert "refusing to guard session 1" in (tmp_path / "log").read_text()
+
+
+@pytest.mark.skipif(cgroup.v2_root() is None, reason="no writable cgroup v2 on this machine")
+def test_fires_and_kills_services_that_left_the_session(node_factory, tmp_path):
+    # A power-off kills the node's whole tree: a service child that left the session
+    # (setsid) is not a session victim, but it is in its service's cgroup.
+    away_file = tmp_path / "away.pid"
+    cmd = f"setsid sh -c 'echo $$ > {away_file}; exec sleep 1000' & exec sleep 1000"
+    node = node_factory("stop-feeding", 0.5, command=cmd)
+    away = int(wait_until(lambda: away_file.exists() and away_file.read_text().strip()))
+    assert away not in node.initial, "it is not in the node's session"
+    cg = Path(node.info["cgroup"])
+    assert cg.parent == cgroup.node_path(NAME)
+    assert_fired(node)  # the watchdog exited: its kill is done
+    assert not proc.alive(away)
+    assert not cg.exists(), "the node's service cgroups are killed and removed"
+    assert f"watchdog: node {NAME}: killed the service cgroups under {cg.parent}" in node.log.read_text()
