@@ -180,6 +180,18 @@ def remove(path: Path) -> bool:
     return not path.exists()
 
 
+def _wait_empty(path: Path, timeout_s: float, poll_s: float) -> bool:
+    """Poll from 1 ms up to ``poll_s``: most services exit within milliseconds of a signal."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while populated(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, poll_s)
+    return True
+
+
 def kill(path: Path, timeout_s: float = 5.0, poll_s: float = 0.02) -> list[int]:
     """SIGKILL every member until the subtree is empty (bounded), then remove it. Returns the
     pids still there at the end (normally none: only D-state sleepers delay SIGKILL)."""
@@ -188,7 +200,7 @@ def kill(path: Path, timeout_s: float = 5.0, poll_s: float = 0.02) -> list[int]:
         if time.monotonic() > deadline:
             return pids(path)
         _kill_once(path)
-        time.sleep(poll_s)
+        _wait_empty(path, min(poll_s, max(0.0, deadline - time.monotonic())), poll_s)
     remove(path)
     return []
 
@@ -199,9 +211,7 @@ def stop(path: Path, grace_s: float, poll_s: float = 0.05) -> bool:
     if populated(path):
         if grace_s > 0:
             signal_all(path, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while populated(path) and time.monotonic() < deadline:
-                time.sleep(poll_s)
+            _wait_empty(path, grace_s, poll_s)
         if kill(path, timeout_s=5.0):
             return False
     remove(path)
