@@ -140,6 +140,11 @@ def connect(path: str = ":memory:") -> sqlite3.Connection:
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA foreign_keys = ON")
+    if path == ":memory:":
+        # a replica never touches the disk while applying: SQLite's temporary files
+        # (sorter, transient indices) would go to /tmp by default, and a full /tmp would
+        # then fail a committed entry on this node only
+        conn.execute("PRAGMA temp_store = MEMORY")
     init(conn)
     return conn
 

@@ -59,7 +59,7 @@ from pysyncobj.config import FAIL_REASON
 from .. import reads
 from ..apply import StoreFault, apply
 from ..schema import connect
-from .durable import _DurableJournal, _fsync_path
+from .durable import SNAPSHOT, DiskFull, _DurableJournal, _fsync_path, stand_aside
 from .election import _ElectionGuard
 from .transport import _DeadlinePoller, _GuardedTransport, _raft_clock
 
@@ -249,9 +249,10 @@ class StoreNode:
         self._obj._poller = _DeadlinePoller(self._obj._poller, self._poll_bound_s)
         conf.appendEntriesUseBatch = True
         self._sent_idx = self._sent_commit = -1
+        self._snapshot_failed_at = -1e18
         # both run at the end of every tick, right before pysyncobj polls its sockets
         self._obj.addOnTickCallback(self._send_new_entries)
-        self._obj.addOnTickCallback(self.transport.flush)
+        self._obj.addOnTickCallback(self._flush)
         self.journal.sync()
         self._restrict_files()
         self._thread = threading.Thread(target=self._run, name=f"raft-{self_addr}", daemon=True)
@@ -263,11 +264,19 @@ class StoreNode:
         while not self._stop.is_set():
             try:
                 self._obj.doTick(self.settings.tick_s)
-                self.transport.flush()
+                self._flush()
             except Exception:  # noqa: BLE001 - keep ticking, as pysyncobj's own loop does
                 log.exception("raft tick failed")
                 time.sleep(self.settings.tick_s)
         self._obj.destroy()
+
+    def _flush(self) -> None:
+        """The transport's flush; while the journal cannot be persisted (disk full) the
+        held messages stay held and this member neither leads nor runs (durable.py)."""
+        try:
+            self.transport.flush()
+        except DiskFull:
+            stand_aside(self._obj)
 
     def _poll_bound_s(self) -> float:
         """Seconds until the next timer-driven work (see RaftSettings.tick_s)."""
@@ -321,15 +330,28 @@ class StoreNode:
     # -- snapshots: the serialized SQLite database + pysyncobj's bookkeeping ------------------
 
     def _serialize(self, path: str, data: Any) -> None:
+        disk = self.journal.disk
+        if SNAPSHOT in disk.failing and time.monotonic() - self._snapshot_failed_at < 5.0:
+            raise OSError("disk full: snapshot retried every 5 s")  # pysyncobj asks every tick
         with self.db_lock:
             db_bytes = self.db.serialize()
         meta = pickle.dumps(data)  # pysyncobj's entries and Node set; authenticated peers only
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(meta)) + meta + db_bytes)
-            f.flush()
-            if self.settings.durable:
-                os.fsync(f.fileno())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(meta)) + meta + db_bytes)
+                f.flush()
+                if self.settings.durable:
+                    os.fsync(f.fileno())
+        except OSError as e:  # disk full: pysyncobj keeps the old snapshot and retries
+            self._snapshot_failed_at = time.monotonic()
+            disk.failed(SNAPSHOT, e)
+            try:
+                os.unlink(path)  # a partial file would hold the space
+            except OSError:
+                pass
+            raise
+        disk.ok(SNAPSHOT)
         # pysyncobj renames path into place; _DurableJournal fsyncs the directory before
         # compacting the journal
 
