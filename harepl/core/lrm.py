@@ -27,6 +27,14 @@ def active_service_count(ss: Mapping[str, ServiceStatus], node: str) -> int:
     )
 
 
+def guarded_service_count(ss: Mapping[str, ServiceStatus], node: str, guard_frozen: bool) -> int:
+    """Services on `node` that may run and need its lease and armed watchdog before the
+    LRM goes on: the active ones and, with `guard_frozen`, the frozen ones (left running
+    by an LRM restart; "frozen" means "not touched", never "unguarded")."""
+    frozen = sum(1 for sd in ss.values() if sd.get("node") == node and sd.get("state") == "freeze")
+    return active_service_count(ss, node) + (frozen if guard_frozen else 0)
+
+
 def has_configured_service_on_node(ss: Mapping[str, ServiceStatus], node: str) -> bool:
     return any(sd.get("node") == node for sd in ss.values())
 
@@ -118,5 +126,7 @@ def services_to_run(ss: Mapping[str, ServiceStatus], node: str) -> list[tuple[st
             params["target"] = sd["target"]
         if "timeout" in sd:
             params["timeout"] = sd["timeout"]
+        if sd.get("stop_unconfirmed"):
+            params["stop_unconfirmed"] = 1
         out.append((sid, sd["uid"], state, params))
     return out

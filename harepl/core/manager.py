@@ -48,9 +48,11 @@ class Manager(CommandsMixin):
 
         lrm_results: dict[str, LrmResult] = {}
         lrm_modes: dict[str, str] = {}
+        self.lrm_states: dict[str, str] = {}
         for node in ns.list_nodes():
             st = view.lrm_status.get(node, {})
             lrm_modes[node] = st.get("mode") or "active"
+            self.lrm_states[node] = st.get("state") or ""
             for uid, res in st.get("results", {}).items():
                 lrm_results.setdefault(uid, res)
 
@@ -148,10 +150,12 @@ class Manager(CommandsMixin):
                     self._next_state_request_stop(sid, lrm_res)
                 elif last_state == "freeze":
                     mode = lrm_modes.get(sd["node"])
-                    if mode == "active":  # unfreeze
+                    # safe policy: only once that LRM holds its lease with the watchdog armed
+                    guarded = not self.policy.guard_frozen or self.lrm_states.get(sd["node"]) == "active"
+                    if mode == "active" and guarded:  # unfreeze
                         self._change_state(sid, "started" if cd["state"] == "started" else "request_stop")
                 elif last_state == "error":
-                    self._next_state_error(sid, cd)
+                    self._next_state_error(sid, cd, lrm_res)
                 else:
                     raise AssertionError(f"unknown service state '{last_state}'")
 
@@ -193,6 +197,10 @@ class Manager(CommandsMixin):
                 self._change_state(sid, "stopped")
             else:
                 self._log("err", f"service '{sid}' stop failed (exit code {lrm_res['exit_code']})")
+                if self.policy.confirm_stop:
+                    self._log("err", f"service '{sid}': stop not confirmed - it stays in 'error' until its "
+                                     "node confirms it no longer runs")
+                    sd["stop_unconfirmed"] = 1
                 self._change_state(sid, "error")
             return
         if self.ns.node_is_offline_delayed(sd["node"], self.now):
@@ -396,7 +404,16 @@ class Manager(CommandsMixin):
         if lrm_res is not None:
             sd["uid"] = self._uid(sd["state"])
 
-    def _next_state_error(self, sid: str, cd: ServiceConfig) -> None:
+    def _next_state_error(self, sid: str, cd: ServiceConfig, lrm_res: LrmResult | None) -> None:
+        sd = self.ss[sid]
+        if sd.get("stop_unconfirmed"):
+            # its node's LRM answers the 'error' uid: SUCCESS once it no longer runs there
+            if lrm_res is None or lrm_res["exit_code"] != SUCCESS:
+                if lrm_res is not None:
+                    sd["uid"] = self._uid("error")  # ask again next round
+                return
+            self._log("info", f"service '{sid}': stop confirmed by node '{sd['node']}'")
+            del sd["stop_unconfirmed"]
         if cd["state"] == "disabled":
             # Unlike Proxmox (which forgets them here) the failed nodes are kept: the seed
             # says the relocate count resets only after a successful start, so a service

@@ -12,6 +12,7 @@ from typing import Protocol
 from harepl.core.node_status import NodeStatus
 from harepl.core.placement import BasicUsage, CompiledRules, NodePreference, StaticUsage
 from harepl.core.placement import select_service_node as _select
+from harepl.core.policy import SAFE, SafetyPolicy
 from harepl.core.types import (
     DatacenterConfig,
     GroupConfig,
@@ -85,9 +86,11 @@ def new_uid(seed: str, state: str, counter: int) -> str:
 
 
 class ManagerBase:
-    def __init__(self, nodename: str, old_ms: ManagerStatus, fence_delay_s: float = 60.0) -> None:
+    def __init__(self, nodename: str, old_ms: ManagerStatus, fence_delay_s: float = 60.0,
+                 policy: SafetyPolicy = SAFE) -> None:
         old: ManagerStatus = copy.deepcopy(old_ms)
         self.nodename = nodename
+        self.policy = policy
         self.ns = NodeStatus(old.get("node_status", {}), fence_delay_s=fence_delay_s)
         self.ss: dict[str, ServiceStatus] = dict(old.get("service_status", {}))
         self.node_request: dict[str, dict[str, int]] | None = (
@@ -136,6 +139,8 @@ class ManagerBase:
             new["failed_nodes"] = sd["failed_nodes"]
         if "maintenance_node" in sd:
             new["maintenance_node"] = sd["maintenance_node"]
+        if new_state == "error" and sd.get("stop_unconfirmed"):
+            new["stop_unconfirmed"] = 1
         text = ", ".join(f"{k} = {params[k]}" for k in sorted(params))
         for k in sorted(params):
             new[k] = params[k]  # type: ignore[literal-required]

@@ -67,6 +67,7 @@ class ServiceStatus(TypedDict):
     running: NotRequired[int]  # 1 once the LRM reported a successful start ('started' only)
     timeout: NotRequired[int]  # request_stop from a 'stop SID TIMEOUT' command
     cmd: NotRequired[list[str]]  # pending crm command: [task, arg]
+    stop_unconfirmed: NotRequired[int]  # 'error' after a failed stop: may still run (policy)
 
 
 class NodeRequest(TypedDict, total=False):

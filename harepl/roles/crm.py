@@ -9,6 +9,7 @@ of its own in harepl: its writes carry the manager epoch and are rejected once d
 from __future__ import annotations
 
 from harepl.core.manager import Manager, ManagerResult, ManagerView
+from harepl.core.policy import SAFE, SafetyPolicy
 from harepl.core.types import LrmStatus, ManagerStatus
 from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
 
@@ -37,8 +38,9 @@ class _Ports:
 
 class CRM:
     def __init__(self, env: Env, round_s: float = 10.0, wait_round_s: float = 5.0,
-                 fence_delay_s: float = 60.0) -> None:
+                 fence_delay_s: float = 60.0, policy: SafetyPolicy = SAFE) -> None:
         self.env = env
+        self.policy = policy
         self.round_s = round_s
         self.wait_round_s = wait_round_s
         self.fence_delay_s = fence_delay_s
@@ -58,7 +60,7 @@ class CRM:
         self.state = new
         self.state_change_time = self.env.get_time()
         if new == "master":
-            self.manager = Manager(self.env.nodename(), self._read_ms() or {}, self.fence_delay_s)
+            self.manager = Manager(self.env.nodename(), self._read_ms() or {}, self.fence_delay_s, self.policy)
         else:
             self.manager = None
 

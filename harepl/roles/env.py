@@ -165,6 +165,12 @@ class Env(Protocol):
         """Release this node's lease; only after all its services are stopped or frozen."""
         ...
 
+    def node_lease_valid(self) -> bool:
+        """True while this node's lease is locally valid: a renewal sent at t_sent was
+        committed and get_time() < t_sent + lease_local_s. Only while it holds may the
+        LRM feed the watchdog or start a service."""
+        ...
+
     # --- watchdog (LRM only) ----------------------------------------------------------------
 
     def watchdog_open(self) -> WatchdogHandle:
@@ -177,6 +183,10 @@ class Env(Protocol):
 
     def watchdog_close(self, handle: WatchdogHandle) -> None:
         """Disarm cleanly; only when no service of this node is running unfrozen."""
+        ...
+
+    def watchdog_expires_at(self, handle: WatchdogHandle) -> float:
+        """When (on the get_time() clock) the armed watchdog fires unless fed again."""
         ...
 
     # --- replicated state ---------------------------------------------------------------------
@@ -269,6 +279,17 @@ class Env(Protocol):
         """Run `job` (returns an exit code) for `sid`. With get_max_workers() == 0 the job
         runs before this returns. Otherwise it runs asynchronously; the LRM never has more
         than get_max_workers() unfinished workers and never two for one sid."""
+        ...
+
+    def stop_all_services(self, deadline: float) -> tuple[list[str], list[str]]:
+        """Emergency stop: stop every HA service that may run on this node, all at once
+        (an action already running on a service is waited for first), by `deadline`
+        (get_time() clock). Returns (confirmed stopped, not confirmed stopped)."""
+        ...
+
+    def take_service_deaths(self) -> list[tuple[str, str]]:
+        """(sid, what the monitor saw) for every local service found dead since the last
+        call (a service the LRM had started that is no longer running)."""
         ...
 
     def poll_worker(self, handle: WorkerHandle) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harepl.core import lrm as core
+from harepl.core.policy import SAFE, SafetyPolicy
 from harepl.core.types import (
     EINVALID_PARAMETER,
     ERROR,
@@ -41,8 +42,14 @@ class Worker:
 
 
 class LRM:
-    def __init__(self, env: Env, active_round_s: float = 10.0, wait_round_s: float = 5.0) -> None:
+    def __init__(self, env: Env, active_round_s: float = 10.0, wait_round_s: float = 5.0,
+                 policy: SafetyPolicy = SAFE, stop_margin_s: float = 0.0) -> None:
         self.env = env
+        self.policy = policy
+        # the emergency stop must end this long before the watchdog would fire
+        self.stop_margin_s = stop_margin_s
+        self.estopped: set[str] = set()  # stopped when the lease lapsed; started again if it returns
+        self._lapse_logged = False
         self.active_round_s = active_round_s
         self.wait_round_s = wait_round_s
         self.state = "startup"
@@ -175,6 +182,11 @@ class LRM:
     def _active_count(self) -> int:
         return core.active_service_count(self.service_status, self.node)
 
+    def _guarded_count(self) -> int:
+        """Services that need this node's lease and watchdog before the LRM may go on
+        (frozen ones too under the safe policy: they still run)."""
+        return core.guarded_service_count(self.service_status, self.node, self.policy.guard_frozen)
+
     # --- the loop -------------------------------------------------------------------------------
 
     def do_one_iteration(self) -> bool:
@@ -183,9 +195,66 @@ class LRM:
         env.loop_start_hook()
         self.cluster_state_ok = env.cluster_state_update()
         try:
-            return self._work()
+            go_on = self._work()
+            self._guard_services()
+            return go_on
         finally:
             env.loop_end_hook()
+
+    # --- guarding what runs here (beyond Proxmox: DESIGN.md section 1, "going beyond") ------
+
+    def _guard_services(self) -> None:
+        """After each round: restart services the monitor found dead; stop everything when
+        the lease lapsed with the watchdog armed; restart what that stopped once the lease
+        is back."""
+        env = self.env
+        for sid, status in env.take_service_deaths():
+            if self.start_again(sid):
+                env.log("warn", f"service '{sid}' is not running (monitor: {status}) - starting it again")
+        if self.watchdog is not None and not env.node_lease_valid():
+            if self.policy.stop_on_lease_loss:
+                self._lease_lapsed()
+        else:
+            self._lapse_logged = False
+        if self.estopped and self.state == "active" and env.node_lease_valid():
+            for sid in sorted(self.estopped):
+                if self.start_again(sid):
+                    env.log("info", f"lease back: starting '{sid}' again")
+            self.estopped.clear()
+
+    def _lease_lapsed(self) -> None:
+        """The node lease is no longer locally valid while the watchdog is armed (quorum
+        lost, store stalled): the LRM no longer feeds it. If there is time to stop every
+        local service before the watchdog fires, stop them all now and disarm cleanly once
+        all are confirmed stopped. If not (or a stop does not finish in time), leave the
+        watchdog armed: it fires unless the lease comes back first. (Never close it
+        uncleanly: an armed watchdog that can no longer be fed would turn a short Raft
+        election into a certain self-fence.)"""
+        env = self.env
+        assert self.watchdog is not None
+        deadline = env.watchdog_expires_at(self.watchdog) - self.stop_margin_s
+        lease = f"agent:{self.node}"
+        if env.get_time() >= deadline:
+            if not self._lapse_logged:
+                env.log("err", f"lost lease '{lease}' - no time to stop services before the watchdog "
+                               "fires; it fires unless the lease returns")
+                self._lapse_logged = True
+            return
+        env.log("err", f"lost lease '{lease}' - stopping all local services now")
+        stopped, not_stopped = env.stop_all_services(deadline)
+        # every job was dropped or waited for by the stop: none will report any more
+        self.workers = {}
+        self.estopped |= set(self.started_here()) & set(stopped)
+        if env.node_lease_valid():
+            env.log("notice", "lease back while stopping - services will be started again")
+        elif not not_stopped and env.get_time() < deadline:
+            self._give_up_watchdog()
+            env.log("notice", f"all {len(stopped)} services stopped before the watchdog deadline - "
+                              "watchdog closed cleanly, no self-fence")
+        else:
+            env.log("err", f"services not confirmed stopped in time ({', '.join(not_stopped)}) - the "
+                           "watchdog stays armed and fires unless the lease returns")
+            self._lapse_logged = True
 
     def _work(self) -> bool:
         env = self.env
@@ -202,7 +271,7 @@ class LRM:
         # state changes first
         state = self.state
         if state == "wait_for_agent_lock":
-            if not fence_request and not self.disarm_requested and self._active_count() and env.quorate():
+            if not fence_request and not self.disarm_requested and self._guarded_count() and env.quorate():
                 if self._get_protected_agent_lock():
                     self._set_state("active")
         elif state == "lost_agent_lock":
@@ -286,7 +355,9 @@ class LRM:
         elif state == "lost_agent_lock":
             # the watchdog is armed and will fire soon unless we get the lease back
             if self.shutdown_request is not None:
-                count = self._active_count()
+                # the emergency stop closed the watchdog only once every local service was
+                # confirmed stopped, and nothing starts without the lease: nothing to wait for
+                count = self._active_count() if self.watchdog is not None else 0
                 if count > 0:
                     env.log("err", f"get shutdown request in state 'lost_agent_lock' - detected {count} running services")
                     if self.mode == "restart" and env.get_time() - self.state_change_time > 90:
@@ -349,7 +420,7 @@ class LRM:
             sc = env.read_service_config()
         except StoreUnavailableError:
             return len(self.workers)
-        active = self._check_workers()
+        active = self._check_workers(sc)
         queued = sorted(
             (w for w in self.workers.values() if w.handle is None),
             key=lambda w: (-w.start_tries, w.sid),
@@ -362,10 +433,10 @@ class LRM:
             job = self._make_job(w.sid, cd, w.state, w.params)
             w.handle = env.start_worker(w.sid, job)
             active += 1
-        self._check_workers()
+        self._check_workers(sc)
         return len(self.workers)
 
-    def _check_workers(self) -> int:
+    def _check_workers(self, sc: dict[str, ServiceConfig]) -> int:
         running = 0
         for sid in sorted(self.workers):
             w = self.workers[sid]
@@ -380,15 +451,11 @@ class LRM:
                 if code != 0:
                     self.shutdown_errors += 1
             else:
-                self._resource_command_finished(w, code)
+                self._resource_command_finished(w, code, sc.get(sid))
         return running
 
-    def _resource_command_finished(self, w: Worker, exit_code: int) -> None:
+    def _resource_command_finished(self, w: Worker, exit_code: int, cd: ServiceConfig | None) -> None:
         env = self.env
-        try:
-            cd = env.read_service_config().get(w.sid)
-        except StoreUnavailableError:
-            cd = None
         max_restart = int(cd.get("max_restart", 1)) if cd else 0
         tries = self.restart_tries.get(w.sid, 0)
         code, tries, line = core.handle_service_exitcode(w.state, exit_code, tries, max_restart)
@@ -417,16 +484,33 @@ class LRM:
             env.log("err", f"missing resource configuration for '{sid}'")
             return EUNKNOWN_SERVICE
         if cmd == "error":
+            if self.policy.confirm_stop and params.get("stop_unconfirmed"):
+                # the CRM asks whether a service whose stop failed still runs here
+                if agent.check_running(sid):
+                    env.log("err", f"service {sid} is in an error state and still running here (stop not "
+                            "confirmed) - stop it by hand; look up 'ERROR RECOVERY' in the documentation.")
+                    return ERROR
+                return SUCCESS
             env.log("err", f"service {sid} is in an error state and needs manual intervention. "
                     "Look up 'ERROR RECOVERY' in the documentation.")
             return SUCCESS  # error always succeeds
         if cd.get("node") != self.node:
+            target = params.get("target")
+            if (self.policy.resolve_lost_migration and cmd in ("migrate", "relocate") and cd.get("node") == target
+                    and not agent.check_running(sid)):
+                # this move already happened (its result was lost with an earlier LRM): the
+                # agent moved the configuration, and the service no longer runs here
+                env.log("info", f"service {sid} already moved to node '{target}' (result of an earlier {cmd} lost)")
+                return SUCCESS
             env.log("err", f"service '{sid}' not on this node")
             return EWRONG_NODE
         running = agent.check_running(sid)
         if cmd == "started":
             if running:
                 return SUCCESS
+            if self.policy.start_needs_lease and not env.node_lease_valid():
+                env.log("warn", f"not starting service {sid} - the node lease is not valid (retrying)")
+                return ETRY_AGAIN
             env.log("info", f"starting service {sid}")
             agent.start(sid)
             if agent.check_running(sid):
@@ -446,7 +530,7 @@ class LRM:
             if not agent.check_running(sid):
                 env.log("info", f"service status {sid} stopped")
                 return SUCCESS
-            env.log("info", f"unable to stop stop service {sid} (still running)")
+            env.log("info", f"unable to stop service {sid} (still running)")
             return ERROR
         if cmd in ("migrate", "relocate", "request_start_balance"):
             target = params.get("target")

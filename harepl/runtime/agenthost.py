@@ -5,12 +5,13 @@ over our agents; `RunnerWorkers`: the LRM's jobs on an `ActionRunner` with at mo
 `max_workers` at once). `AgentHost` wires them to the store (configs, moving a migrated
 service's configured node), to metrics, and adds the periodic `ServiceMonitor` of every
 service this node started: a death is logged and reported to the daemon, which makes the
-LRM run the requested state again (see `NodeDaemon.after_lrm`).
+LRM run the requested state again (`LRM._guard_services`, through `take_service_deaths`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from harepl.runtime.agents import (
     AgentConfigError,
     AgentContext,
     ServiceMonitor,
+    Status,
 )
 from harepl.runtime.agents.plugin import AgentPlugin, RunnerWorkers
 from harepl.runtime.agents.systemd import systemd_available
@@ -108,6 +110,45 @@ class AgentHost:
         with self._lock:
             out, self.deaths = self.deaths, []
         return out
+
+    def stop_all(self, configs: dict[str, Any], deadline: float) -> tuple[list[str], list[str]]:
+        """Stop the agent of every configured service at once (one thread each), waiting
+        for an action already running on a sid first; returns (confirmed stopped, not
+        confirmed by `deadline`, a time.monotonic() value)."""
+        agents: list[Agent] = []
+        for sid, config in configs.items():
+            try:
+                agents.append(self.agent(sid, config))
+            except Exception:  # noqa: BLE001 - a bad config cannot be running here
+                continue
+        self.runner.drop_pending()
+        done: dict[str, bool] = {}
+        lock = threading.Lock()
+
+        def stop_one(agent: Agent) -> None:
+            self.monitor_unwatch(agent.sid)
+            while self.runner.busy(agent.sid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            ok = False
+            if not self.runner.busy(agent.sid):
+                try:
+                    # only a confirmed STOPPED counts: UNKNOWN (a monitor timeout) may still
+                    # run, and a clean watchdog close on it would give up the self-fence
+                    ok = agent.stop().ok and agent.status() is Status.STOPPED
+                except Exception:  # noqa: BLE001 - a broken agent counts as not stopped
+                    ok = False
+            with lock:
+                done[agent.sid] = ok
+
+        threads = [threading.Thread(target=stop_one, args=(a,), name=f"estop-{a.sid}", daemon=True)
+                   for a in agents]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            stopped = sorted(sid for sid, ok in done.items() if ok)
+        return stopped, sorted(a.sid for a in agents if a.sid not in stopped)
 
     # --- workers (the LRM's jobs) ------------------------------------------------------------
     def start_worker(self, sid: str, job: Any) -> str:

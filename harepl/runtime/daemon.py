@@ -27,7 +27,6 @@ from typing import Any
 from harepl.roles.crm import CRM
 from harepl.roles.lrm import LRM
 from harepl.runtime.agenthost import AgentHost
-from harepl.runtime.agents import Agent, Status
 from harepl.runtime.api import serve_api
 from harepl.runtime.backend import DaemonBackend
 from harepl.runtime.config import NodeConfig
@@ -37,7 +36,6 @@ from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
 from harepl.runtime.nodestats import publish as publish_node_stats
 from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog
-from harepl.store import reads
 from harepl.store.client import Client
 from harepl.store.raft import RaftSettings, StoreNode
 
@@ -114,38 +112,6 @@ def _loop(name: str, stop: threading.Event, log: RoleLog, period_s: float,
             (env.sleep if env is not None else stop.wait)(rest)
 
 
-def stop_all(agents: list[Agent], host: AgentHost, deadline: float) -> tuple[list[str], list[str]]:
-    """Stop every agent at once (one thread each), waiting for an action already running
-    on a sid first; returns (confirmed stopped, not confirmed by `deadline`)."""
-    host.runner.drop_pending()
-    done: dict[str, bool] = {}
-    lock = threading.Lock()
-
-    def stop_one(agent: Agent) -> None:
-        host.monitor_unwatch(agent.sid)
-        while host.runner.busy(agent.sid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        ok = False
-        if not host.runner.busy(agent.sid):
-            try:
-                # only a confirmed STOPPED counts: UNKNOWN (a monitor timeout) may still be running,
-                # and a clean watchdog close on it would give up the node's self-fence
-                ok = agent.stop().ok and agent.status() is Status.STOPPED
-            except Exception:  # noqa: BLE001 - a broken agent counts as not stopped
-                ok = False
-        with lock:
-            done[agent.sid] = ok
-
-    threads = [threading.Thread(target=stop_one, args=(a,), name=f"estop-{a.sid}", daemon=True) for a in agents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    with lock:
-        stopped = sorted(sid for sid, ok in done.items() if ok)
-    return stopped, sorted(a.sid for a in agents if a.sid not in stopped)
-
-
 class NodeDaemon:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
@@ -175,9 +141,7 @@ class NodeDaemon:
         # hiccup costlier, so the fence delay ends about when the lease can expire.
         fence_delay_s = max(t.loop_s, t.lease_timeout_s - self.ctx.online_window_s - t.loop_s)
         self.crm = CRM(self.crm_env, round_s=t.loop_s, wait_round_s=t.loop_s, fence_delay_s=fence_delay_s)
-        self.lrm = LRM(self.lrm_env, active_round_s=t.loop_s, wait_round_s=t.loop_s)
-        self.estopped: set[str] = set()
-        self._lapse_logged = False
+        self.lrm = LRM(self.lrm_env, active_round_s=t.loop_s, wait_round_s=t.loop_s, stop_margin_s=t.margin_s)
         self._last_states: dict[str, str] = {}
         self.backend = DaemonBackend(cfg.node, tuple(m.name for m in cfg.members), self.client)
         self.backend.membership = Membership(cfg.node, cfg.members, self.client)  # type: ignore[attr-defined]
@@ -189,65 +153,7 @@ class NodeDaemon:
 
     # --- LRM extras -----------------------------------------------------------------------
     def after_lrm(self) -> None:
-        log = self.lrm_env.log
-        for res in self.agents.take_deaths():
-            status = res.status.value if res.status is not None else "unknown"
-            if self.lrm.start_again(res.sid):
-                log("warn", f"service '{res.sid}' is not running (monitor: {status}) - starting it again")
-        if self.watchdog.armed and not self.ctx.node_lease_valid():
-            self._lease_lost()
-        else:
-            self._lapse_logged = False
-        if self.estopped and self.lrm.state == "active" and self.ctx.node_lease_valid():
-            for sid in sorted(self.estopped):
-                if self.lrm.start_again(sid):
-                    log("info", f"lease back: starting '{sid}' again")
-            self.estopped.clear()
         self._push_lease_metrics()
-
-    def _lease_lost(self) -> None:
-        """The node lease lapsed with the watchdog armed (quorum lost, store stalled): the
-        LRM no longer feeds it. If there is time to stop every local service before the
-        watchdog would fire, stop them all now and disarm cleanly once all are confirmed
-        stopped. If not (or a stop does not finish in time), leave everything as it is and
-        the watchdog armed: it fires unless the lease comes back first, in which case
-        feeding simply resumes. (We never close it uncleanly: an armed watchdog that can no
-        longer be fed would turn a short Raft election into a certain self-fence.)"""
-        log = self.lrm_env.log
-        wd = self.watchdog.wd
-        assert wd is not None
-        margin_s = self.cfg.timing.margin_s
-        deadline = wd.fires_at_s() - margin_s
-        if time.monotonic() >= deadline:
-            if not self._lapse_logged:
-                log("err", f"lost lease 'agent:{self.cfg.node}' (quorate={self.ctx.quorate_cache}) - no time "
-                           "to stop services before the watchdog fires; it fires unless the lease returns")
-                self._lapse_logged = True
-            return
-        log("err", f"lost lease 'agent:{self.cfg.node}' (quorate={self.ctx.quorate_cache}) - "
-                   "stopping all local services now")
-        try:
-            configs = self.client.read(reads.service_config, linearizable=False)
-        except Exception:  # noqa: BLE001
-            configs = {}
-        agents = []
-        for sid, config in configs.items():
-            try:
-                agents.append(self.agents.agent(sid, config))
-            except Exception:  # noqa: BLE001 - a bad config cannot be running here
-                continue
-        stopped, not_stopped = stop_all(agents, self.agents, deadline)
-        self.estopped |= set(self.lrm.started_here()) & set(stopped)
-        if self.ctx.node_lease_valid():
-            log("notice", "lease back while stopping - services will be started again")
-        elif not not_stopped and time.monotonic() < deadline:
-            self.watchdog.close()
-            log("notice", f"all {len(stopped)} services stopped before the watchdog deadline - "
-                          "watchdog closed cleanly, no self-fence")
-        else:
-            log("err", f"services not confirmed stopped in time ({', '.join(not_stopped)}) - the watchdog "
-                       "stays armed and fires unless the lease returns")
-            self._lapse_logged = True
 
     def _push_lease_metrics(self) -> None:
         for name in [f"agent:{m.name}" for m in self.cfg.members] + ["manager"]:

@@ -470,6 +470,13 @@ class RuntimeEnv:
     def watchdog_close(self, handle: WatchdogHandle) -> None:
         self.ctx.watchdog.close()
 
+    def watchdog_expires_at(self, handle: WatchdogHandle) -> float:
+        wd = self.ctx.watchdog.wd
+        return wd.fires_at_s() if wd is not None else float("inf")  # type: ignore[no-any-return]
+
+    def node_lease_valid(self) -> bool:
+        return self.ctx.node_lease_valid()
+
     # --- replicated state ---------------------------------------------------------------------
     def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -612,3 +619,16 @@ class RuntimeEnv:
 
     def poll_worker(self, handle: WorkerHandle) -> int | None:
         return self.ctx.agents.poll_worker(handle)  # type: ignore[no-any-return]
+
+    def stop_all_services(self, deadline: float) -> tuple[list[str], list[str]]:
+        # every configured service, wherever the CRM placed it: anything may run here
+        # after a restart, and this read is local (no quorum needed)
+        try:
+            configs = self.read_service_config()
+        except StoreUnavailableError:
+            configs = {}
+        return self.ctx.agents.stop_all(configs, deadline)  # type: ignore[no-any-return]
+
+    def take_service_deaths(self) -> list[tuple[str, str]]:
+        return [(res.sid, res.status.value if res.status is not None else "unknown")
+                for res in self.ctx.agents.take_deaths()]

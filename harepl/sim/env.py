@@ -39,6 +39,7 @@ class SimEnv:
         self.loop_delay = 0.0
         self.manager_epoch: int | None = None
         self.agent_epoch: int | None = None
+        self.lease_valid_until = float("-inf")  # LRM: t_sent of the last renewal + lease_local_s
         self._results: dict[str, int] = {}
         self._pending: dict[str, Callable[[], int]] = {}
         self._polled_once: set[str] = set()
@@ -101,20 +102,32 @@ class SimEnv:
         target = node or self.node
         epoch = self.hw.get_lock(f"ha_agent_{target}_lock", self.node, self.cur_time, self.log)
         self.loop_delay += 1
-        if target == self.node and self.role == "lrm":
+        if target == self.node and self.role == "lrm" and epoch is not None:
+            # a failed renewal changes nothing: the lease stays locally valid until
+            # lease_local_s after the last committed one (as the runtime's keeper)
             self.agent_epoch = epoch
+            self.lease_valid_until = self.cur_time + self.sim.profile.lease_local_s
         return epoch is not None
 
     def release_ha_agent_lock(self) -> bool:
         self.agent_epoch = None  # no longer a lease holder: its writes carry no epoch
+        self.lease_valid_until = float("-inf")
         return self.hw.release_lock(f"ha_agent_{self.node}_lock", self.node, self.cur_time)
+
+    def node_lease_valid(self) -> bool:
+        lease = self.hw.leases.get(f"ha_agent_{self.node}_lock")
+        return (self.agent_epoch is not None and lease is not None and lease.node == self.node
+                and lease.epoch == self.agent_epoch and self.cur_time < self.lease_valid_until)
 
     def new_process(self) -> None:
         """A new CRM/LRM process starts on this node (power on, LRM restart): it has never
         held a lease, so it carries no epoch (a lease of the previous process is not its)."""
         self.manager_epoch = None
         self.agent_epoch = None
+        self.lease_valid_until = float("-inf")
         self._results.clear()
+        self._pending.clear()
+        self._polled_once.clear()
 
     # watchdog
     def watchdog_open(self) -> str:
@@ -126,30 +139,40 @@ class SimEnv:
     def watchdog_close(self, handle: str) -> None:
         self.hw.watchdog_close(handle, self.cur_time)
 
+    def watchdog_expires_at(self, handle: str) -> float:
+        wd = self.hw.watchdogs.get(handle)
+        return wd.update_time + self.hw.watchdog_timeout_s if wd is not None else float("inf")
+
     # replicated state
     def _check_rw(self) -> None:
         if not self.hw.cfs_works(self.node, "rw"):
             raise StoreUnavailableError(CFS_ERROR)
 
+    def _check_write(self) -> None:
+        # a write commits only in the quorate partition (as in Raft, and pmxcfs read-only)
+        self._check_rw()
+        if not self.hw.quorate_for(self.node):
+            raise StoreUnavailableError("not quorate: the write cannot commit")
+
     def read_manager_status(self) -> ManagerStatus:
         self._check_rw()
-        return copy.deepcopy(self.hw.manager_status)
+        return copy.deepcopy(self.hw.view_for(self.node)[0])
 
     def _check_manager_epoch(self) -> None:
         if self.manager_epoch is None or self.hw.lease_epoch("ha_manager_lock") != self.manager_epoch:
             raise StaleLeaseError(f"manager epoch {self.manager_epoch} is not current")
 
     def write_manager_status(self, status: ManagerStatus) -> None:
-        self._check_rw()
+        self._check_write()
         self._check_manager_epoch()
         self.hw.manager_status = copy.deepcopy(status)
 
     def read_lrm_status(self, node: str | None = None) -> LrmStatus:
         self._check_rw()
-        return copy.deepcopy(self.hw.lrm_status.get(node or self.node, {}))
+        return copy.deepcopy(self.hw.view_for(self.node)[1].get(node or self.node, {}))
 
     def write_lrm_status(self, status: LrmStatus) -> None:
-        self._check_rw()
+        self._check_write()
         lease = self.hw.leases.get(f"ha_agent_{self.node}_lock")
         if self.agent_epoch is not None and lease is not None and lease.epoch != self.agent_epoch:
             raise StaleLeaseError(f"node lease epoch {self.agent_epoch} of '{self.node}' is not current")
@@ -157,15 +180,15 @@ class SimEnv:
 
     def read_service_config(self) -> dict[str, ServiceConfig]:
         self._check_rw()
-        return self.hw.read_service_config()
+        return copy.deepcopy(self.hw.view_for(self.node)[2])
 
     def update_service_config(self, sid: str, changes: Mapping[str, object]) -> None:
-        self._check_rw()
+        self._check_write()
         self._check_manager_epoch()
         self.hw.update_service_config(sid, dict(changes))
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
-        self._check_rw()
+        self._check_write()
         self._check_manager_epoch()
         self.hw.steal_service(sid, current_node, new_node, self.node, self.cur_time)
 
@@ -245,6 +268,25 @@ class SimEnv:
             self.log("err", str(exc))
             self._results[handle] = -1
 
+    def stop_all_services(self, deadline: float) -> tuple[list[str], list[str]]:
+        # the simulated agents act at once: every stop ends well before any deadline
+        self._pending.clear()  # queued jobs die with the stop (a real node drops them too)
+        self._polled_once.clear()
+        stopped, not_stopped = [], []
+        for sid in sorted(s for s, on in self.hw.running[self.node].items() if on):
+            agent = self.resource_agent(sid)
+            if agent is not None:
+                agent.shutdown(sid, 0)
+            if self.hw.running[self.node].get(sid):
+                not_stopped.append(sid)
+            else:
+                self.log("info", f"service status {sid} stopped")
+                stopped.append(sid)
+        return stopped, not_stopped
+
+    def take_service_deaths(self) -> list[tuple[str, str]]:
+        return [(sid, "stopped") for sid in self.hw.deaths.pop(self.node, [])]
+
     def poll_worker(self, handle: str) -> int | None:
         if handle in self._pending:
             if handle in self._polled_once:
@@ -275,6 +317,8 @@ class SimResource:
         if lock:
             self.env.log("err", f"service '{sid}' locked ({lock}), unable to start!")
             return
+        if self.env.sim.profile.policy.start_needs_lease and not self.env.node_lease_valid():
+            raise InvariantBroken(f"service '{sid}' started on '{self.env.node}' without a valid node lease")
         self.env.sleep(2)
         self.hw.set_running(self.env.node, sid, True)
 
@@ -293,6 +337,9 @@ class SimResource:
         lock = self._lock(sid)
         if lock:
             env.log("err", f"service '{sid}' locked ({lock}), unable to {cmd}!")
+            return False
+        if not self.hw.quorate_for(env.node):
+            env.log("err", f"service '{sid}' not moved - the new location cannot be committed (not quorate)")
             return False
         if not online and self.check_running(sid):
             env.log("info", f"stopping service {sid} (relocate)")

@@ -178,7 +178,6 @@ _STOPPED = re.compile(r"\s(?P<node>\S+)/lrm: service status (?P<sid>\S+) stopped
 _MOVED = re.compile(r"\s(?P<node>\S+)/lrm: service (?P<sid>\S+) - end (?P<how>migrate|relocate) to node '(?P<to>[^']+)'")
 _POWER_OFF = re.compile(r"(?:execute power (?P<a>\S+) off|server '(?P<b>[^']+)' stopped by poweroff)")
 _FENCE_ACK = re.compile(r"/crm: fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'")
-_AGENT_LOCK = re.compile(r"\s(?P<node>\S+)/lrm: got lock 'ha_agent_(?P=node)_lock'")
 _RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
 
 
@@ -225,7 +224,16 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
     With `nodes` (the cluster's node names), also: at most one master per quorate partition.
     """
     running: dict[str, set[str]] = {}
-    fenced_since_lrm_lock: dict[str, bool] = {}
+    # fence before recovery (docs/safety.md): a service may be recovered from a node only
+    # if that node's lock was taken (fence acknowledged) after the service last ran there
+    fenced_at: dict[str, int] = {}  # node -> line of its last fence acknowledgement
+    stopped_at: dict[tuple[str, str], int] = {}  # (node, sid) -> line it last stopped running
+
+    def stop(sid: str, node: str, number: int) -> None:
+        if node in running.get(sid, set()):
+            running[sid].discard(node)
+            stopped_at[(node, sid)] = number
+
     masters = _Masters(nodes) if nodes else None
     problems: list[str] = []
     for number, line in enumerate(log.splitlines(), 1):
@@ -235,26 +243,26 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
         if m := _STARTED.search(line):
             running.setdefault(m["sid"], set()).add(m["node"])
         elif m := _STOPPED.search(line):
-            running.setdefault(m["sid"], set()).discard(m["node"])
+            stop(m["sid"], m["node"], number)
         elif m := _MOVED.search(line):
-            nodes = running.setdefault(m["sid"], set())
-            nodes.discard(m["node"])
+            stop(m["sid"], m["node"], number)
             # Like the simulator's resources (and Proxmox's), a moved service runs nowhere
             # until the target's LRM logs its start: the target is not added here. (A real
             # live migration runs on the target at once; see the scenarios helper's report
             # on migrations to a node whose LRM holds no lease.)
         elif m := _POWER_OFF.search(line):
             dead = m["a"] or m["b"]
-            for nodes in running.values():
-                nodes.discard(dead)
+            for sid in sorted(running):
+                stop(sid, dead, number)
         elif m := _FENCE_ACK.search(line):
-            fenced_since_lrm_lock[m["node"]] = True
-        elif m := _AGENT_LOCK.search(line):
-            # the node's own LRM holds its lock again: it may run services from now on
-            fenced_since_lrm_lock[m["node"]] = False
-        elif (m := _RECOVER.search(line)) and not fenced_since_lrm_lock.get(m["node"], False):
-            problems.append(f"line {number}: {m['sid']} recovered from {m['node']} before its lock was taken: "
-                            f"{line.strip()}")
+            fenced_at[m["node"]] = number
+        elif m := _RECOVER.search(line):
+            sid, node = m["sid"], m["node"]
+            if node in running.get(sid, set()):
+                problems.append(f"line {number}: {sid} recovered from {node} while it runs there: {line.strip()}")
+            elif fenced_at.get(node, -1) < stopped_at.get((node, sid), 0):
+                problems.append(f"line {number}: {sid} recovered from {node} without a fence since it last "
+                                f"ran there: {line.strip()}")
         for sid, nodes in running.items():
             if len(nodes) > 1:
                 problems.append(f"line {number}: {sid} running on {', '.join(sorted(nodes))} at once: {line.strip()}")
@@ -274,6 +282,24 @@ KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
 }
 
 
+# Outcomes that are Proxmox's own behaviour, accepted only under the `pve` profile (its
+# policy replays Proxmox; harepl's own profiles must not show them). docs/safety.md.
+PVE_BEHAVIOURS: dict[str, tuple[str, object]] = {
+    "lost-migration-error": (
+        "a migration whose result was lost with its source LRM ends in 'error' (EWRONG_NODE), "
+        "as in Proxmox's test-service-command7",
+        lambda log: "migration failed: service registered on wrong node!" in log,
+    ),
+}
+
+
+def pve_behaviour(log: str) -> str | None:
+    for name, (_, matches) in PVE_BEHAVIOURS.items():
+        if matches(log):  # type: ignore[operator]
+            return name
+    return None
+
+
 def known_defect(log: str) -> str | None:
     """The name of the known defect whose signature this log carries, if any."""
     for name, (_, matches) in KNOWN_DEFECTS.items():
@@ -290,6 +316,7 @@ class FuzzResult:
     exit_code: int
     problems: list[str]
     log: str
+    profile: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -301,6 +328,8 @@ class FuzzResult:
         explainable = ("liveness:", "simulator crashed:")
         if self.ok or self.exit_code not in (0, CRASHED) or not all(p.startswith(explainable) for p in self.problems):
             return None
+        if self.profile in (None, "pve") and self.exit_code == 0 and (name := pve_behaviour(self.log)):
+            return f"pve:{name}"
         return known_defect(self.log)
 
 
@@ -402,7 +431,7 @@ def run_seed(seed: int, nodes: int = 3, steps: int = 8, profile: str | None = No
                 problems += liveness_problems(case, json.loads(status.read_text()))
             else:
                 problems.append("simulator wrote no --status-json file")
-        result = FuzzResult(seed=seed, exit_code=code, problems=problems, log=text)
+        result = FuzzResult(seed=seed, exit_code=code, problems=problems, log=text, profile=profile)
         if keep is not None and not result.ok:
             _keep_reproducer(case, result, folder, keep)
     return result

@@ -94,8 +94,15 @@ class Hardware:
         self.dynamic_stats: dict[str, dict[str, Any]] = {}
         # per-sid try counters of failing fa: resources (VirtFail.pm keeps them globally)
         self.fail_tries: dict[str, dict[str, int]] = {"start": {}, "migrate": {}}
-        # invariant bookkeeping: node -> time its lease last changed hands to someone else
+        # invariant bookkeeping: lease name -> when it was last taken by another node;
+        # (node, sid) -> when the service last stopped running there
         self.lease_taken: dict[str, float] = {}
+        self.stopped_at: dict[tuple[str, str], float] = {}
+        # what a node cut off from the quorate partition still reads: the replicated state
+        # as it was when it lost the partition (a Raft member reads no newer entries)
+        self.stale: dict[str, tuple[ManagerStatus, dict[str, LrmStatus], dict[str, ServiceConfig]]] = {}
+        # services whose monitor would find them dead (the 'service SID die' fault), by node
+        self.deaths: dict[str, list[str]] = {}
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -107,6 +114,20 @@ class Hardware:
     def quorate_for(self, node: str) -> bool:
         info, quorate = self.node_info()
         return quorate and info[node]["online"]
+
+    def partition_changed(self) -> None:
+        """After power or network changed: a node that just left the quorate partition
+        keeps the state it had; one that joined it reads the live state again."""
+        for node in sorted(self.nodes):
+            if self.quorate_for(node):
+                self.stale.pop(node, None)
+            elif node not in self.stale:
+                self.stale[node] = (copy.deepcopy(self.manager_status), copy.deepcopy(self.lrm_status),
+                                    copy.deepcopy(self.service_config))
+
+    def view_for(self, node: str) -> tuple[ManagerStatus, dict[str, LrmStatus], dict[str, ServiceConfig]]:
+        """(manager_status, lrm_status, service_config) as `node` reads them (do not modify)."""
+        return self.stale.get(node) or (self.manager_status, self.lrm_status, self.service_config)
 
     def cfs_works(self, node: str, what: str) -> bool:
         return self.nodes[node].cfs.get(what, True)
@@ -124,11 +145,23 @@ class Hardware:
                 return lease.epoch
             return None
         self.epoch_counter += 1
-        if lease is not None and lease.node != node and name.startswith("ha_agent_"):
+        if name.startswith("ha_agent_") and name != f"ha_agent_{node}_lock":
+            self._check_fence(name, node)
             self.lease_taken[name] = now
         self.leases[name] = Lease(node, now, self.epoch_counter)
         log("info", f"got lock '{name}'")
         return self.epoch_counter
+
+    def _check_fence(self, name: str, by_node: str) -> None:
+        """Taking a node's lease fences it: nothing may still run there that the CRM could
+        recover (frozen and 'error' services are never recovered, so they may)."""
+        fenced = name[len("ha_agent_"):-len("_lock")]
+        states = {sid: sd.get("state") for sid, sd in self.manager_status.get("service_status", {}).items()}
+        alive = sorted(sid for sid, on in self.running.get(fenced, {}).items()
+                       if on and states.get(sid) not in ("freeze", "error"))
+        if alive:
+            raise InvariantBroken(f"lease of '{fenced}' taken by '{by_node}' while '{fenced}' still runs "
+                                  f"{', '.join(alive)} (a fence that fenced nothing)")
 
     def release_lock(self, name: str, node: str, now: float) -> bool:
         if not self.quorate_for(node):
@@ -185,9 +218,6 @@ class Hardware:
 
     # --- service config ---------------------------------------------------------------------------
 
-    def read_service_config(self) -> dict[str, ServiceConfig]:
-        return copy.deepcopy(self.service_config)
-
     def _set_raw(self, sid: str, raw: dict[str, Any]) -> None:
         self.service_config[sid] = normalize_service(sid, raw)
         self.raw_service_config[sid] = raw
@@ -217,14 +247,21 @@ class Hardware:
         self.update_service_config(sid, {"node": new})
 
     def steal_service(self, sid: str, current: str, new: str, by_node: str, now: float) -> None:
-        """Recovery of a fenced service: only legal while the master holds the lease of the
-        node it recovers from (the safety invariant 'fence before recovery')."""
-        lease = self.leases.get(f"ha_agent_{current}_lock")
-        if current != new and (lease is None or lease.node != by_node):
-            raise InvariantBroken(
-                f"service '{sid}' recovered from node '{current}' to '{new}' by '{by_node}' "
-                f"without holding the lease of '{current}'"
-            )
+        """Recovery of a fenced service ('fence before recovery', docs/safety.md): legal
+        only if the service no longer runs on the node it is recovered from and that
+        node's lease was taken by another node after the service last ran there. (The
+        master need not hold that lease still: once fenced, the service's 'fence' and
+        'recovery' states keep the old node's LRM from starting it again.)"""
+        if current != new:
+            taken = self.lease_taken.get(f"ha_agent_{current}_lock")
+            if self.running[current].get(sid):
+                raise InvariantBroken(f"service '{sid}' recovered from node '{current}' to '{new}' by "
+                                      f"'{by_node}' while it still runs on '{current}'")
+            if taken is None or taken < self.stopped_at.get((current, sid), float("-inf")):
+                raise InvariantBroken(
+                    f"service '{sid}' recovered from node '{current}' to '{new}' by '{by_node}' "
+                    f"without a fence of '{current}' since it last ran there"
+                )
         self.change_service_location(sid, current, new)
 
     # --- running services ---------------------------------------------------------------------
@@ -233,8 +270,14 @@ class Hardware:
         if running:
             self.running[node][sid] = True
             self.check_single_instance(sid)
-        else:
-            self.running[node].pop(sid, None)
+        elif self.running[node].pop(sid, None):
+            self.stopped_at[(node, sid)] = self._get_time()
+
+    def power_off(self, node: str) -> None:
+        """Everything running on `node` dies now."""
+        for sid in sorted(self.running[node]):
+            self.set_running(node, sid, False)
+        self.watchdog_reset(node)
 
     def check_single_instance(self, sid: str) -> None:
         where = sorted(n for n, r in self.running.items() if r.get(sid))

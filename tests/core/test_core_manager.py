@@ -12,6 +12,7 @@ import pytest
 
 from harepl.core.config import parse_groups
 from harepl.core.manager import Manager, ManagerView
+from harepl.core.policy import PVE
 from harepl.core.types import ERROR, SUCCESS, ServiceConfig
 
 NODES = ("node1", "node2", "node3")
@@ -188,13 +189,22 @@ def test_node_maintenance_request_and_lrm_modes() -> None:
     m.manage(view(20, sc, lrm={"node2": {"mode": "maintenance"}}), p)
     assert m.ns.status["node2"] == "maintenance"
     assert m.ss["vm:101"]["state"] == "migrate" and m.ss["vm:101"]["maintenance_node"] == "node2"
-    # LRM restart mode freezes its services, active again unfreezes
+    # LRM restart mode freezes its services; the restarted LRM unfreezes them only once it
+    # holds its lease with the watchdog armed (state 'active'), not on mode 'active' alone
     m2, p2 = Manager("node1", {}), Ports()
     m2.manage(view(0, sc), p2)
     m2.manage(view(10, sc, lrm={"node2": {"mode": "restart"}}), p2)
     assert m2.ss["vm:101"]["state"] == "freeze"
-    m2.manage(view(20, sc, lrm={"node2": {"mode": "active"}}), p2)
+    m2.manage(view(20, sc, lrm={"node2": {"mode": "active", "state": "wait_for_agent_lock"}}), p2)
+    assert m2.ss["vm:101"]["state"] == "freeze"
+    m2.manage(view(30, sc, lrm={"node2": {"mode": "active", "state": "active"}}), p2)
     assert m2.ss["vm:101"]["state"] == "started"
+    # Proxmox's policy (the pve profile) unfreezes on mode 'active' alone
+    m3, p3 = Manager("node1", {}, policy=PVE), Ports()
+    m3.manage(view(0, sc), p3)
+    m3.manage(view(10, sc, lrm={"node2": {"mode": "restart"}}), p3)
+    m3.manage(view(20, sc, lrm={"node2": {"mode": "active", "state": "wait_for_agent_lock"}}), p3)
+    assert m3.ss["vm:101"]["state"] == "started"
 
 
 def test_ignored_and_deleted_services_leave_the_manager_status() -> None:
@@ -240,6 +250,9 @@ def test_disarm_freeze_waits_for_lrms_and_rearm_unfreezes() -> None:
     m.manage(view(40, sc, lrm=idle, cmds=("arm-ha",)), p)
     assert m.ss["vm:101"]["state"] == "freeze"  # unfrozen only in the next round
     res = m.manage(view(50, sc, lrm=idle), p)
+    assert m.ss["vm:101"]["state"] == "freeze"  # ... and only once each LRM is guarding again
+    both = {n: {"mode": "active", "state": "active"} for n in ("node1", "node2")}
+    res = m.manage(view(60, sc, lrm=both), p)
     assert m.ss["vm:101"]["state"] == "started" and m.ss["vm:102"]["state"] == "request_stop"
     assert res.manager_status is not None and "disarm" not in res.manager_status
 

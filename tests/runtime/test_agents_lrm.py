@@ -1,6 +1,6 @@
 """The roles' own LRM.exec_resource_agent (Proxmox's command semantics) driving real agents
 through AgentPlugin. The Env here is a thin harness exposing only what exec_resource_agent
-uses (node name, log, clock, resource_agent); the replicated store is not involved — the
+uses (node name, log, clock, resource_agent, node_lease_valid); the replicated store is not involved — the
 runtime's RuntimeEnv covers that in tests/cluster."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harepl.core.types import EINVALID_PARAMETER, ERROR, EUNKNOWN_SERVICE, EWRONG_NODE, SUCCESS
+from harepl.core.types import EINVALID_PARAMETER, ERROR, ETRY_AGAIN, EUNKNOWN_SERVICE, EWRONG_NODE, SUCCESS
 from harepl.roles.lrm import LRM
 from harepl.runtime.agents import AgentContext, AgentPlugin, Status
 
@@ -20,6 +20,7 @@ class AgentEnv:
         self.node = node
         self.configs: dict[str, dict] = {}
         self.lines: list[str] = []
+        self.lease_valid = True
         self.plugin = AgentPlugin(AgentContext(node, run_dir), self.configs.get, self.move,
                                   log=lambda lvl, msg: self.lines.append(f"{lvl}: {msg}"))
 
@@ -34,6 +35,9 @@ class AgentEnv:
 
     def log(self, level: str, msg: str) -> None:
         self.lines.append(f"{level}: {msg}")
+
+    def node_lease_valid(self) -> bool:
+        return self.lease_valid
 
     def resource_agent(self, sid: str):
         return self.plugin if sid.split(":")[0] in ("exec", "ocf", "fa", "vm", "ct", "systemd") else None
@@ -111,3 +115,34 @@ def test_bad_requests(lrm):
     env.configs["exec:x"] = {"type": "exec", "node": "node1", "params": {"command": "sleep 1000"}}
     assert run(lrm, env, "exec:x", "migrate") == EINVALID_PARAMETER
     assert run(lrm, env, "exec:none", "started") == EUNKNOWN_SERVICE
+
+
+def test_no_start_without_a_valid_node_lease(lrm):
+    """A start job that runs after the lease lapsed (queued before) starts nothing."""
+    lrm, env = lrm
+    env.configs["exec:web"] = {"type": "exec", "node": "node1", "params": {"command": "sleep 1000"}}
+    env.lease_valid = False
+    assert run(lrm, env, "exec:web", "started") == ETRY_AGAIN
+    assert env.plugin.agent("exec:web").status() is Status.STOPPED
+    env.lease_valid = True
+    assert run(lrm, env, "exec:web", "started") == SUCCESS
+
+
+def test_stop_unconfirmed_error_answers_whether_it_still_runs(lrm):
+    """'error' after a failed stop: SUCCESS only once the service no longer runs here."""
+    lrm, env = lrm
+    env.configs["exec:web"] = {"type": "exec", "node": "node1", "params": {"command": "sleep 1000"}}
+    assert run(lrm, env, "exec:web", "started") == SUCCESS
+    assert run(lrm, env, "exec:web", "error", stop_unconfirmed=1) == ERROR
+    assert any("still running here (stop not confirmed)" in line for line in env.lines)
+    env.plugin.agent("exec:web").stop(0)
+    assert run(lrm, env, "exec:web", "error", stop_unconfirmed=1) == SUCCESS
+
+
+def test_lost_migration_result_is_resolved_by_where_the_service_is(lrm):
+    """A migrate re-run after its result was lost: the configuration is already on the
+    target and nothing runs here, so the move succeeded (Proxmox: EWRONG_NODE -> error)."""
+    lrm, env = lrm
+    env.configs["exec:web"] = {"type": "exec", "node": "node2", "params": {"command": "sleep 1000"}}
+    assert run(lrm, env, "exec:web", "migrate", target="node2") == SUCCESS
+    assert run(lrm, env, "exec:web", "migrate", target="node3") == EWRONG_NODE

@@ -38,7 +38,7 @@ def test_log_checker_sees_a_service_running_twice_and_an_early_recovery() -> Non
     problems = log_safety_violations(log)
     assert len(problems) == 2
     assert "vm:101 running on node1, node2 at once" in problems[0]
-    assert "vm:102 recovered from node3 before its lock was taken" in problems[1]
+    assert "vm:102 recovered from node3 without a fence since it last ran there" in problems[1]
 
 
 def test_log_checker_sees_two_masters_in_the_quorate_partition_only() -> None:

@@ -96,13 +96,14 @@ def test_missing_folder_and_missing_file(tmp_path: Path) -> None:
 
 def test_unsafe_timing_breaks_the_invariant_exit_3(tmp_path: Path) -> None:
     """The deliberately unsafe profile lets a lease expire (30 s) before the cut-off node's
-    watchdog fires (60 s): the CRM recovers vm:103 while it still runs on node3. The
-    checker must catch exactly that, and the same scenario is safe with the pve timing."""
+    watchdog fires (60 s): the CRM takes node3's lease while vm:103 still runs there, and
+    would recover it. The checker must catch exactly that at the take (a fence that fenced
+    nothing), and the same scenario is safe with the pve timing."""
     scen = make_scenario(tmp_path, [POWER_ON, ["network node3 off"]])
     log = tmp_path / "log"
     code, out = run([str(scen), "--log", str(log), "--profile", "unsafe-short-lease"])
     assert code == 3
-    assert "running on more than one node: node2, node3" in out
+    assert "lease of 'node3' taken by 'node1' while 'node3' still runs vm:103" in out
     last = log.read_text().splitlines()[-1]
     assert "INVARIANT BROKEN at" in last and "vm:103" in last
     code, _ = run([str(scen), "--log", str(log), "--profile", "pve"])
