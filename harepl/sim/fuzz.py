@@ -26,10 +26,12 @@ A failing seed prints its number and leaves the scenario folder as a reproducer 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import re
 import shutil
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
@@ -57,6 +59,7 @@ class FuzzCase:
     service_config: dict[str, dict[str, object]]
     cmdlist: list[list[str]]
     requested: dict[str, str] = field(default_factory=dict)  # final requested state per service
+    steps: int = 8
 
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,8 @@ def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = N
     heal += [f"crm {n} disable-node-maintenance" for n in sorted(model.maintenance)]
     cmdlist.append(heal)
     cmdlist += [["delay 0"]] * HEAL_QUIET_BATCHES
-    return FuzzCase(seed=seed, nodes=names, service_config=config, cmdlist=cmdlist, requested=requested)
+    return FuzzCase(seed=seed, nodes=names, service_config=config, cmdlist=cmdlist, requested=requested,
+                    steps=steps)
 
 
 def _random_command(rng: random.Random, names: list[str], config: dict[str, dict[str, object]],
@@ -444,15 +448,30 @@ def _keep_reproducer(case: FuzzCase, result: FuzzResult, folder: Path, keep: Pat
     shutil.copytree(folder, target)
     (target / "README").write_text(
         f"Reproducer of fuzz seed {case.seed} ({len(case.nodes)} nodes).\n\n"
-        + "\n".join(result.problems) + "\n\nReplay: harepl sim run " + str(target) + " --log /tmp/seed.log\n")
+        + "\n".join(result.problems) + "\n\nReplay: harepl sim run " + str(target) + " --log /tmp/seed.log"
+        + (f" --profile {result.profile}" if result.profile else "")
+        + f"\nor: harepl sim fuzz --seeds 1 --start {case.seed} --nodes {len(case.nodes)} --steps {case.steps}"
+        + (f" --profile {result.profile}" if result.profile else "") + "\n")
     (target / "fuzz.log").write_text(result.log)
     return target
 
 
+def _run_one(args: tuple[int, int, int, str | None, Path | None]) -> FuzzResult:
+    seed, nodes, steps, profile, keep = args
+    result = run_seed(seed, nodes=nodes, steps=steps, profile=profile, keep=keep)
+    # the full log only travels back between processes when it is needed
+    return result if not result.ok else FuzzResult(result.seed, result.exit_code, [], "", result.profile)
+
+
 def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = None,
-              keep: Path | None = None) -> Iterator[FuzzResult]:
-    for seed in seeds:
-        yield run_seed(seed, nodes=nodes, steps=steps, profile=profile, keep=keep)
+              keep: Path | None = None, jobs: int = 1) -> Iterator[FuzzResult]:
+    """Results in seed order; with jobs > 1 the seeds run in that many processes."""
+    work = [(seed, nodes, steps, profile, keep) for seed in seeds]
+    if jobs <= 1:
+        yield from map(_run_one, work)
+        return
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap(_run_one, work, chunksize=8)
 
 
 @click.command("fuzz")
@@ -465,7 +484,9 @@ def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = No
 @click.option("--profile", default=None, help="Timing profile passed to the simulator.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=Path("fuzz-failures"),
               show_default=True, help="Where reproducer folders of failing seeds are written.")
-def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path) -> None:
+@click.option("--jobs", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              help="Processes to run seeds in (one per core is fastest).")
+def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path, jobs: int) -> None:
     """Run random faults and commands for many seeds; report every seed that fails.
 
     A failing seed leaves its scenario folder under --keep as a reproducer. Exit 1 when a
@@ -474,7 +495,8 @@ def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, ke
     """
     failed = 0
     known: dict[str, int] = {}
-    for result in run_seeds(range(start, start + count), nodes, steps, profile, keep):
+    began = time.monotonic()
+    for result in run_seeds(range(start, start + count), nodes, steps, profile, keep, jobs):
         if result.ok:
             continue
         where = keep / f"fuzz-seed-{result.seed}"
@@ -487,7 +509,9 @@ def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, ke
         for problem in result.problems[:5]:
             click.echo(f"  {problem}")
     ok = count - failed - sum(known.values())
-    click.echo(f"{ok}/{count} seeds ok, {failed} failed, known defects {known or 'none'} "
-               f"(seeds {start}..{start + count - 1}, {nodes} nodes)")
+    took_s = time.monotonic() - began
+    click.echo(f"{ok}/{count} seeds ok, {failed} failed, known {known or 'none'} "
+               f"(seeds {start}..{start + count - 1}, {nodes} nodes, {steps} steps, profile {profile or 'pve'}; "
+               f"{took_s:.1f} s, {count / took_s if took_s else 0:.1f} seeds/s, {jobs} jobs)")
     if failed:
         raise SystemExit(1)
