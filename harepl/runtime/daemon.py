@@ -4,15 +4,11 @@
 Threads: pysyncobj's tick thread (store), one loop thread per role, the API server's
 threads, agent workers. Roles talk to the world only through their `RuntimeEnv`.
 
-Beyond Proxmox's LRM (DESIGN.md §1 "going beyond"):
-- when this node's lease stops being locally valid while the watchdog is armed (quorum
-  lost, store stalled), the LRM driver stops every local service at once and closes the
-  watchdog cleanly only if all are confirmed stopped before it would fire; otherwise it
-  fires and kills the node's session. Services stopped that way are started again if the
-  lease comes back before the CRM recovered them elsewhere;
-- a service the monitor finds dead is started again by the LRM (its result is forgotten,
-  so the LRM re-runs the requested state); a start that fails goes through the recovery
-  policy (max_restart on this node, then relocation by the CRM's max_relocate).
+Beyond Proxmox's LRM (DESIGN.md §1 "going beyond"), in the LRM role itself
+(`harepl.roles.lrm.LRM._guard_services`, the same code the simulator runs): when the
+node lease stops being locally valid with the watchdog armed, every local service is
+stopped at once and the watchdog closed cleanly only if all are confirmed stopped in
+time; a service the monitor finds dead is started again.
 """
 
 from __future__ import annotations
