@@ -1,10 +1,33 @@
 """A short Jepsen-style run against real daemons in network namespaces (ladder step 6).
 
 A workload of `ha-manager` commands (add, set --state/--comment, migrate, relocate) runs
-against random nodes while a nemesis cycles faults on random nodes — SIGKILL of the whole
-node (power loss), SIGSTOP of its daemon (a stall; its process watchdog keeps running),
-and a network partition (bridge port down) — one node at a time, each healed before the
-next. Then everything heals and the checkers run over the recorded history:
+against random nodes while a nemesis injects faults on random nodes, one node at a time
+(two with HAREPL_JEPSEN_OVERLAP=1), each healed before the next:
+
+- `kill`: SIGKILL of the whole node, services included (power loss);
+- `pause`: SIGSTOP of its daemon (a stall; its services and process watchdog keep running);
+- `partition`: the node's bridge port down (every packet to and from it dropped);
+- `cut`: a partial partition between it and one other node (blackhole routes);
+- `restart`: SIGTERM of its daemon -- a clean stop, i.e. an LRM restart that freezes its
+  services and leaves them running -- then, at the heal, the daemon started again;
+- `restart-stall`: the same restart at once, then a SIGSTOP of the new daemon 0.5-4 s
+  after it started (issue 8 item 1: a restarted LRM that stalls before it re-arms);
+- `loss`: 5-40 % of the packets on its link dropped both ways by **nftables**
+  (`numgen random mod 100 < P drop`, in the node's namespace; this kernel has no netem);
+- `delay`: 20-500 ms (plus up to half that in jitter) each way on every Raft connection
+  of the node, by a **userspace TCP relay** (relay.py) in the namespace of the node that
+  opens the connection, with an nftables DNAT rule sending it through the relay (no
+  NFQUEUE: this kernel has no nft queue support);
+- `garbage`: an outsider namespace on the bridge (no member) sends the node's Raft port
+  random bytes, a 60 MiB length-prefixed frame, a 2 GiB and a negative length, over and
+  over for the hold (garbage.py);
+- `disk-full`: the node's data_dir (a 32 MiB tmpfs of its own, mounted by the fixture)
+  filled up for the hold, then the filler deleted.
+
+The fault kinds are dealt from a seeded shuffled deck, so every kind comes up in a run
+of ten faults; each injection, its parameters and what its heal saw (packets dropped,
+the Raft port's answers, daemon RSS, SIGTERM-to-exit time) go in the history, printed
+at the end.  Then everything heals and the checkers run over the recorded history:
 
 - the witness ledger shows no violation (never two instances at once, flock across
   namespaces);
@@ -16,6 +39,9 @@ next. Then everything heals and the checkers run over the recorded history:
   still commit; one refused with exit 2 must not).
 
 The seed fixes every choice (printed; rerun with HAREPL_JEPSEN_SEED=N), not the timing.
+The default run is 45 s of nemesis (HAREPL_JEPSEN_RUN_S for longer runs);
+HAREPL_JEPSEN_REPORT=FILE appends one JSON line per run (seed, faults, ops, violations);
+HAREPL_JEPSEN_LOGS=DIR keeps every node's logs, the ledger and the history in DIR/seed-N.
 """
 
 from __future__ import annotations
@@ -23,24 +49,33 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harepl.runtime.apiprobe import ApiUnavailable
 from tests.cluster.labtools import BIN, _alive, wait_for
+from tests.netns.netlab import RAFT_PORT, stop_process
 from tests.support.witness_check import violations
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(420), pytest.mark.data_tmpfs("32m")]
 
 NODES = ("node1", "node2", "node3")
 RUN_S = float(os.environ.get("HAREPL_JEPSEN_RUN_S", "45"))
 CONVERGE_S = 180.0
 OVERLAP = os.environ.get("HAREPL_JEPSEN_OVERLAP") == "1"
+RESTART_EXIT_S = 30.0  # a SIGTERMed daemon waits at most one lease timeout (7 s, fast) for its LRM
+REPORT = os.environ.get("HAREPL_JEPSEN_REPORT")  # append one JSON line per run (seed, faults, counts)
+LOGS = os.environ.get("HAREPL_JEPSEN_LOGS")  # copy logs, ledger and history to LOGS/seed-N/
 
 
 @dataclass
@@ -57,13 +92,23 @@ class Op:
 
 @dataclass
 class History:
+    t0: float = field(default_factory=time.monotonic)
     ops: list[Op] = field(default_factory=list)
-    faults: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)  # every injection, detail and heal, timed
+    injected: list[str] = field(default_factory=list)  # "fault node", in order
+    anomalies: list[str] = field(default_factory=list)  # odd but not a checker's business
+    active: list[Active] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, op: Op) -> None:
         with self.lock:
             self.ops.append(op)
+
+    def fault(self, what: str, hold_s: float | None = None) -> None:
+        if hold_s is not None:
+            self.injected.append(what)
+        self.faults.append(f"{time.monotonic() - self.t0:6.1f} {what}" +
+                           (f" for {hold_s:.1f}s" if hold_s is not None else ""))
 
 
 def ha(c: Any, via: str, *args: str, timeout_s: float = 20.0) -> Op:
@@ -101,44 +146,203 @@ def workload(c: Any, rng: random.Random, hist: History, sids: list[str], stop: t
         stop.wait(rng.uniform(0.3, 1.2))
 
 
+FAULTS = ("kill", "pause", "partition", "cut", "restart", "restart-stall", "loss", "delay", "garbage",
+          "disk-full")
+FILLER = "jepsen-filler"
+
+
+@dataclass
+class Active:
+    """A fault in force: what it is, on which node, and how to end it (`heal` returns
+    what was seen, for the history)."""
+    fault: str
+    node: str
+    heal: Callable[[], str]
+
+
 def nemesis(c: Any, rng: random.Random, hist: History, until: float) -> None:
-    lab, topo = c.lab, c.topo
+    deck: list[str] = []  # every fault once per shuffled deck: a short run still sees many kinds
     while time.monotonic() < until:
         # usually one fault; with HAREPL_JEPSEN_OVERLAP=1, sometimes two at once on
         # different nodes (no quorum anywhere until one heals)
         n_faults = 2 if OVERLAP and rng.random() < 0.4 else 1
         victims = rng.sample(NODES, n_faults)
-        applied: list[tuple[str, str, str]] = []
         hold_s = rng.uniform(2.0, 8.0)
         for node in victims:
-            other = rng.choice([n for n in NODES if n != node])
-            fault = rng.choice(["kill", "pause", "partition", "cut"])
-            what = f"{fault} {node}" + (f" <-> {other}" if fault == "cut" else "")
-            hist.faults.append(f"{time.monotonic():.1f} {what} for {hold_s:.1f}s")
-            if fault == "kill":
-                lab.kill(node)
-            elif fault == "pause":
-                if lab.running_daemon(node):
-                    lab.pause(node)
-            elif fault == "partition":
-                topo.partition(node)
-            else:
-                topo.cut(node, other)
-            applied.append((fault, node, other))
+            if not deck:
+                deck = rng.sample(FAULTS, len(FAULTS))
+            fault = deck.pop()
+            hist.fault(f"{fault} {node}", hold_s)
+            hist.active.append(inject(c, rng, hist, fault, node, hold_s))
         time.sleep(hold_s)
-        for fault, node, other in applied:
-            if fault == "cut":
-                topo.uncut(node, other)
-            heal(c, node)
-            hist.faults.append(f"{time.monotonic():.1f} heal {fault} {node}")
+        heal_all(c, hist)
         time.sleep(rng.uniform(2.0, 6.0))
+
+
+def heal_all(c: Any, hist: History) -> None:
+    while hist.active:
+        a = hist.active.pop(0)
+        pid = c.lab.pid(a.node)
+        try:
+            seen = a.heal()
+        finally:
+            up = c.lab.running_daemon(a.node)
+            heal(c, a.node)
+        if not up and a.fault not in ("kill", "restart"):
+            # its watchdog fired (the whole session gone), or it died
+            seen += f"{'; ' if seen else ''}daemon {pid} was gone at the heal: started again"
+        hist.fault(f"heal {a.fault} {a.node}" + (f": {seen}" if seen else ""))
+
+
+def inject(c: Any, rng: random.Random, hist: History, fault: str, node: str, hold_s: float) -> Active:
+    """Apply one fault to `node`; returns it with its own heal (the generic one -- bridge
+    port up, SIGCONT, boot a dead node -- runs after it in any case)."""
+    lab, topo = c.lab, c.topo
+
+    def nothing() -> str:
+        return ""
+
+    if fault == "kill":  # power loss: the whole node, services included
+        lab.kill(node)
+    elif fault == "pause":  # a stall: the daemon stops, its services and watchdog do not
+        if lab.running_daemon(node):
+            lab.pause(node)
+    elif fault == "partition":
+        topo.partition(node)
+    elif fault == "cut":
+        other = rng.choice([n for n in NODES if n != node])
+        hist.fault(f"  cut {node} <-> {other}")
+        topo.cut(node, other)
+        return Active(fault, node, lambda: topo.uncut(node, other) or "")
+    elif fault in ("restart", "restart-stall"):
+        # a clean daemon stop (SIGTERM): an LRM restart, services frozen and left running;
+        # the node is started again at the heal ("restart"), or at once and then stalled
+        # (SIGSTOP) a moment after it came up ("restart-stall", issue 8 item 1)
+        if not sigterm(c, node):
+            hist.fault(f"  {fault} {node}: daemon not running")
+            return Active(fault, node, nothing)
+        hist.fault(f"  {node}: {wait_exit(c, node, hist)}")
+        if fault == "restart":
+            return Active(fault, node, nothing)  # down for the hold; the heal starts it
+        lab.start(node)
+        stall_after = rng.uniform(0.5, 4.0)
+        time.sleep(stall_after)
+        if lab.running_daemon(node):
+            lab.pause(node)
+        hist.fault(f"  {node} started again, stalled {stall_after:.1f}s after")
+    elif fault == "loss":
+        pct = rng.randint(5, 40)
+        topo.loss(node, pct)
+        hist.fault(f"  loss {pct}% on {node}'s link, both ways (nftables numgen)")
+        return Active(fault, node, lambda: f"{topo.unloss(node)} packets dropped")
+    elif fault == "delay":
+        delay_ms = rng.uniform(20, 500)
+        jitter_ms = delay_ms * rng.uniform(0, 0.5)
+        links = topo.delay(node, delay_ms, jitter_ms)
+        hist.fault(f"  delay {delay_ms:.0f}+{jitter_ms:.0f} ms each way on "
+                   f"{', '.join(f'{a}->{b}' for a, b in links) or 'no new link'} (relay)")
+        return Active(fault, node, lambda: topo.undelay(links) or "")
+    elif fault == "garbage":
+        ns = topo.add_outsider()
+        rss0 = rss_kib(c, node)
+        proc = topo.spawn(ns, sys.executable, str(Path(__file__).parent / "garbage.py"), "--host",
+                          topo.address(node), "--port", str(RAFT_PORT), "--for", f"{hold_s:.1f}",
+                          "--big-mib", "60", "--seed", str(rng.randrange(2**31)))
+        return Active(fault, node, lambda: garbage_seen(c, node, proc, hold_s, rss0))
+    elif fault == "disk-full":
+        filler = lab.node(node).dir / "data" / FILLER
+        hist.fault(f"  {node}: data_dir full ({fill(filler)} bytes of filler)")
+        log0 = disk_full_lines(c, node)
+
+        def free() -> str:
+            filler.unlink(missing_ok=True)
+            return f"space freed; {disk_full_lines(c, node) - log0} disk-full line(s) in its harepl.log"
+        return Active(fault, node, free)
+    else:
+        raise AssertionError(f"unknown fault {fault}")
+    return Active(fault, node, nothing)
+
+
+def sigterm(c: Any, node: str) -> bool:
+    if not c.lab.running_daemon(node):
+        return False
+    pid = c.lab.pid(node)
+    os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGTERM)
+    return True
+
+
+def wait_exit(c: Any, node: str, hist: History) -> str:
+    """After a SIGTERM: wait for the daemon to finish its stop (it waits up to one lease
+    timeout for its LRM).  One that does not is recorded and powered off."""
+    pid = c.lab.pid(node)
+    t0 = time.monotonic()
+    while pid is not None and _alive(pid) and time.monotonic() - t0 < RESTART_EXIT_S:
+        time.sleep(0.1)
+    if pid is not None and _alive(pid):
+        hist.anomalies.append(f"{node}: daemon {pid} still running {RESTART_EXIT_S:g}s after SIGTERM")
+        c.lab.kill(node)
+        return f"daemon did not exit within {RESTART_EXIT_S:g}s of SIGTERM: killed"
+    return f"daemon exited {time.monotonic() - t0:.1f}s after SIGTERM"
+
+
+def rss_kib(c: Any, node: str) -> int | None:
+    pid = c.lab.pid(node)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, TypeError):
+        return None
+
+
+def garbage_seen(c: Any, node: str, proc: subprocess.Popen[str], hold_s: float, rss0: int | None) -> str:
+    try:
+        out, _ = proc.communicate(timeout=hold_s + 90)
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        return "garbage sender hung: stopped"
+    answers: dict[str, set[str]] = {}
+    summary: dict[str, Any] = {}
+    for line in out.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "summary" in rec:
+            summary = rec
+        else:
+            answers.setdefault(rec["kind"], set()).add(str(rec.get("answer")))
+    rss1 = rss_kib(c, node)
+    return (f"sent {summary.get('summary')} ({summary.get('bytes', 0) >> 20} MiB); answers "
+            f"{ {k: sorted(v) for k, v in answers.items()} }; daemon RSS {rss0} -> {rss1} KiB")
+
+
+def disk_full_lines(c: Any, node: str) -> int:
+    try:
+        text = (c.lab.node(node).dir / "harepl.log").read_text(errors="replace")
+    except OSError:
+        return 0
+    return text.count("disk full")
+
+
+def fill(filler: Path) -> int:
+    """Write `filler` until the file system is full (ENOSPC at every chunk size)."""
+    n = 0
+    with open(filler, "ab", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 16, 4096, 512, 1):
+            try:
+                while True:
+                    n += f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return n
 
 
 def heal(c: Any, node: str) -> None:
     c.topo.heal(node)
     if c.lab.running_daemon(node):
         c.lab.resume(node)
-    else:  # killed, or its watchdog fired (whole session gone): boot it again
+    else:  # killed, stopped, or its watchdog fired (whole session gone): boot it again
         c.lab.start(node)
 
 
@@ -196,7 +400,7 @@ def live_instances(c: Any, sid: str) -> list[dict[str, Any]]:
     return [e for e in c.events(sid) if e["event"] == "start" and e["pid"] not in ended and _alive(e["pid"])]
 
 
-def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> None:
+def test_jepsen_workload_with_every_fault_nemesis(netcluster: Any) -> None:
     c = netcluster
     seed = int(os.environ.get("HAREPL_JEPSEN_SEED") or random.SystemRandom().randrange(2**32))
     print(f"jepsen seed {seed} (rerun: HAREPL_JEPSEN_SEED={seed})")
@@ -213,23 +417,59 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
     stop = threading.Event()
     worker = threading.Thread(target=workload, args=(c, random.Random(seed), hist, sids, stop), daemon=True)
     worker.start()
+    result: dict[str, Any] = {"seed": seed, "outcome": "error in the run"}
     try:
-        nemesis(c, random.Random(seed + 1), hist, time.monotonic() + RUN_S)
+        try:
+            nemesis(c, random.Random(seed + 1), hist, time.monotonic() + RUN_S)
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+            heal_all(c, hist)
+            for i, a in enumerate(NODES):
+                for b in NODES[i + 1:]:
+                    c.topo.uncut(a, b)
+            for n in NODES:
+                c.topo.unloss(n)
+                (c.lab.node(n).dir / "data" / FILLER).unlink(missing_ok=True)
+                heal(c, n)
+            c.topo.undelay(list(c.topo.relays))
+            print("nemesis:", *hist.faults, sep="\n  ")
+            print("ops:", len(hist.ops), "acknowledged:", sum(o.rc == 0 for o in hist.ops),
+                  "refused:", sum(o.rc == 2 for o in hist.ops),
+                  "indeterminate:", sum(o.rc not in (0, 2) for o in hist.ops))
+            for o in hist.ops:
+                if o.rc != 0:
+                    print(f"  rc={o.rc} via {o.via}: {' '.join(o.args[:3])}: {o.err[-160:]}")
+            if hist.anomalies:
+                print("anomalies:", *hist.anomalies, sep="\n  ")
+        check_run(c, seed, hist, result)
     finally:
-        stop.set()
-        worker.join(timeout=60)
-        for i, a in enumerate(NODES):
-            for b in NODES[i + 1:]:
-                c.topo.uncut(a, b)
-        for n in NODES:
-            heal(c, n)
-    print("nemesis:", *hist.faults, sep="\n  ")
-    print("ops:", len(hist.ops), "acknowledged:", sum(o.rc == 0 for o in hist.ops),
-          "refused:", sum(o.rc == 2 for o in hist.ops),
-          "indeterminate:", sum(o.rc not in (0, 2) for o in hist.ops))
-    for o in hist.ops:
-        if o.rc != 0:
-            print(f"  rc={o.rc} via {o.via}: {' '.join(o.args[:3])}: {o.err[-160:]}")
+        result.update(faults=hist.injected, ops=len(hist.ops), acknowledged=sum(o.rc == 0 for o in hist.ops),
+                      violations=len(violations(c.ledger)), anomalies=hist.anomalies, lab=str(c.lab.dir))
+        if REPORT:
+            with open(REPORT, "a") as f:
+                f.write(json.dumps(result) + "\n")
+        if LOGS:
+            save_logs(c, Path(LOGS) / f"seed-{seed}", hist)
+
+
+def save_logs(c: Any, dest: Path, hist: History) -> None:
+    """Each node's harepl.log and daemon.out, the witness ledger and the history."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in NODES:
+        for name in ("harepl.log", "daemon.out"):
+            src = c.lab.node(n).dir / name
+            if src.exists():
+                shutil.copy(src, dest / f"{n}.{name}")
+    if c.ledger.exists():
+        shutil.copy(c.ledger, dest / "ledger.jsonl")
+    (dest / "history.txt").write_text("\n".join(
+        ["nemesis:", *hist.faults, "ops:"] +
+        [f"{o.t - hist.t0:6.1f} rc={o.rc} via {o.via}: {' '.join(o.args)}: {o.err[-200:]}" for o in hist.ops]) + "\n")
+
+
+def check_run(c: Any, seed: int, hist: History, result: dict[str, Any]) -> None:
+    """The checkers, over the healed cluster and the recorded history."""
 
     c.lab.wait_quorate(timeout_s=CONVERGE_S)
 
@@ -278,6 +518,7 @@ def test_jepsen_workload_with_kill_pause_partition_nemesis(netcluster: Any) -> N
     bad = violations(c.ledger)
     print(f"seed {seed}: {len(bad)} witness violations, {len(problems)} other problems, "
           f"enabled services stuck in 'error': {stuck or 'none'}")
+    result.update(outcome="checked", problems=problems, stuck=stuck)
     assert not bad, f"seed {seed}: witness violations: {bad}"
     assert not problems, f"seed {seed}: " + "; ".join(problems)
     if stuck:
