@@ -30,15 +30,7 @@ from harepl.core.types import (
     RuleConfig,
     ServiceConfig,
 )
-
-
-class StaleLeaseError(Exception):
-    """A command acting for a lease holder carried a stale epoch and was rejected."""
-
-
-class StoreUnavailableError(Exception):
-    """The replicated state could not be read or written (no quorum, timeout, ...)."""
-
+from harepl.store.errors import StaleLeaseError, StoreUnavailableError  # noqa: F401 - re-exported
 
 WatchdogHandle = str
 WorkerHandle = str

@@ -16,12 +16,12 @@ Calls (all thread-safe; never call them from inside a StoreNode callback):
   applied it.  Retries with the same id on leader changes; after an error or a lost
   callback it looks the id up locally (a timed-out call may have committed).  Returns
   the result whether ``ok`` is true or a recorded rejection.  Raises `StoreUnavailable`
-  (a `harepl.roles.env.StoreUnavailableError`) if not committed within ``timeout_s``:
+  (a `harepl.store.errors.StoreUnavailableError`) if not committed within ``timeout_s``:
   no quorum, or no leader.  The outcome is then unknown; retrying the same command
   object (same id) later is always safe.  A command of a newer vocabulary version than
   some running node knows is refused without proposing it (reason ``unsupported``).
 - ``submit_checked(cmd, timeout_s)`` -> result dict with ``ok`` true; raises
-  `harepl.roles.env.StaleLeaseError` for a stale epoch, `Rejected` for any other rejection.
+  `harepl.store.errors.StaleLeaseError` for a stale epoch, `Rejected` for any other rejection.
 - ``barrier(timeout_s)``: commits a no-op and waits until this node applied it.  Every
   entry committed before the call is then visible locally.
 - ``read(fn, linearizable=True, timeout_s)`` -> fn(sqlite3.Connection).  Linearizable
@@ -53,10 +53,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harepl.roles.env import StaleLeaseError, StoreUnavailableError
-
 from . import commands as C
 from . import reads
+from .errors import StaleLeaseError, StoreUnavailableError
 from .raft import StoreNode
 
 DEFAULT_TIMEOUT_S = 5.0
