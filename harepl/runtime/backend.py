@@ -12,7 +12,7 @@ from typing import Any
 
 from harepl.runtime.api.backend import BackendUnavailable, ClusterState, WriteResult
 from harepl.runtime.api.local_backend import cluster_state, events_after, write_result
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.client import Client, StoreUnavailable
 
 

@@ -45,8 +45,8 @@ from harepl.roles.env import (
 )
 from harepl.runtime.config import NodeConfig
 from harepl.runtime.nodelog import RoleLog
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client, Rejected
 from harepl.store.leases import HolderLease, LeaseJudge
 

@@ -34,8 +34,8 @@ from typing import Any
 
 from harepl.runtime.api.errors import ApiError
 from harepl.runtime.config import ConfigError, Member, _hostport
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client, Rejected, StoreUnavailable
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 
 MEMINFO = Path("/proc/meminfo")

@@ -2,7 +2,7 @@
 
     from harepl.store.raft import StoreNode, RaftSettings
     from harepl.store.client import Client
-    from harepl.store import commands as C
+    from harepl.store import vocabulary as C
 
     node = StoreNode("10.0.0.1:7100", ["10.0.0.1:7100", "10.0.0.2:7100", ...],
                      data_dir="/var/lib/harepl/store", secret=open(secret_file).read())
@@ -12,7 +12,7 @@
 Calls (all thread-safe; never call them from inside a StoreNode callback):
 
 - ``submit(cmd, timeout_s)`` -> result dict.  Proposes a command built with
-  `harepl.store.commands` (which gives it a unique id) and waits until *this* node has
+  `harepl.store.vocabulary` (which gives it a unique id) and waits until *this* node has
   applied it.  Retries with the same id on leader changes; after an error or a lost
   callback it looks the id up locally (a timed-out call may have committed).  Returns
   the result whether ``ok`` is true or a recorded rejection.  Raises `StoreUnavailable`
@@ -53,8 +53,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import commands as C
 from . import reads
+from . import vocabulary as C
 from .errors import StaleLeaseError, StoreUnavailableError
 from .raft import StoreNode
 
@@ -86,7 +86,7 @@ class Client:
         timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
         cid = cmd.get("id")
         if not isinstance(cid, str) or not cid:
-            raise ValueError("command without an id: build it with harepl.store.commands")
+            raise ValueError("command without an id: build it with harepl.store.vocabulary")
         refused = self._refuse_if_cluster_behind(cmd)
         if refused is not None:
             return refused

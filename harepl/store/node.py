@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import commands as C
 from . import reads
+from . import vocabulary as C
 from .client import Client, StoreUnavailable
 from .raft import RaftSettings, SecretMissing, StoreNode
 

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from .commands import MANAGER_LEASE, agent_lease
+from .envelope import MANAGER_LEASE, agent_lease
 
 
 def manager_status(conn: sqlite3.Connection) -> dict[str, Any]:

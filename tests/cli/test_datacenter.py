@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harepl.runtime.api.local_backend import LocalApi
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from tests.cli.support import one_error_line
 
 

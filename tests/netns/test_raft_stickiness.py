@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from harepl.runtime.apiprobe import get_json
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.localcluster import Cluster, Member
 from tests.netns.netlab import RAFT_PORT, Topology
 

@@ -16,8 +16,8 @@ from harepl.runtime.api.backend import ClusterState, WriteResult
 from harepl.runtime.api.client import ApiClient, ApiClientError
 from harepl.runtime.api.local_backend import LocalApi, LocalStoreBackend
 from harepl.runtime.api.server import serve_api
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 
 pytestmark = pytest.mark.timeout(60)
 

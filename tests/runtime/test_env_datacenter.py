@@ -19,8 +19,8 @@ from harepl.runtime.agenthost import AgentHost
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.nodelog import NodeLog
 from harepl.runtime.nodestats import local_static_stats, publish
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 from tests.support.leases import take_node_lease
 from tests.support.store import node_config as _cfg

@@ -13,8 +13,8 @@ import pytest
 from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.nodelog import NodeLog
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 from tests.support.leases import take_node_lease
 from tests.support.store import TIMING

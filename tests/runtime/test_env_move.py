@@ -16,8 +16,8 @@ import pytest
 
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.nodelog import NodeLog
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 from harepl.store.raft import StoreNode
 from tests.support.store import free_port as _port

@@ -14,7 +14,7 @@ import pytest
 
 from harepl.runtime.config import NodeConfig
 from harepl.runtime.env import NodeContext
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 from tests.support.store import node_config
 

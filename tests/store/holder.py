@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.localcluster import Member
 
 

@@ -8,8 +8,8 @@ import sqlite3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.apply import StoreFault, apply
 from harepl.store.schema import connect
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from harepl.store import commands as C
 from harepl.store import reads, schema
+from harepl.store import vocabulary as C
 from harepl.store.apply import apply
 from harepl.store.schema import connect
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.leases import LeaseJudge
 from harepl.store.localcluster import Cluster, Member
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from pysyncobj.journal import FileJournal
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.localcluster import Cluster, Member
 from harepl.store.raft.durable import DiskFull, _DurableJournal
 

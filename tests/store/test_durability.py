@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.client import Client, StoreUnavailable
 from harepl.store.localcluster import free_ports
 from harepl.store.raft import RaftSettings, SecretMissing, StoreNode, _GuardedTransport

@@ -8,7 +8,7 @@ import os
 
 from pysyncobj.journal import FileJournal
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.raft.election import CANDIDATE, FOLLOWER, LEADER, VoterView, grant_prevote, has_fresh_leader
 
 

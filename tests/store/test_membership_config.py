@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harepl.store import commands as C
+from harepl.store import vocabulary as C
 from harepl.store.client import Client
 from harepl.store.raft import StoreNode
 from harepl.store.raft import transport as T

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harepl.store import commands as C
 from harepl.store import reads
+from harepl.store import vocabulary as C
 from harepl.store.apply import StoreFault, TooNew, apply
 from harepl.store.client import Client
 from harepl.store.schema import connect

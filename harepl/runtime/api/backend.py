@@ -7,7 +7,7 @@ a node's own SQLite file (single node, no Raft).
 
 Write commands are the store's own vocabulary (harepl/store/commands.py) without the
 envelope: `{"op": OP, ...fields}`; the backend adds `v`, `id` and `ts` (e.g. with
-`harepl.store.commands.make(**command)`) and proposes it. One user action is one command,
+`harepl.store.vocabulary.make(**command)`) and proposes it. One user action is one command,
 so a write is applied whole or rejected whole, never partially. The API sends only:
 
     resource_add {sid, config}            resource_update {sid, changes, delete?, digest?}

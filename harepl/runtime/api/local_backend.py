@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from harepl.runtime.api.backend import ClusterState, WriteResult
-from harepl.store import commands, reads, schema
+from harepl.store import reads, schema
+from harepl.store import vocabulary as commands
 from harepl.store.apply import apply
 
 

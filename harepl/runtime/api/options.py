@@ -4,7 +4,7 @@ Accepted like `pvesh set /cluster/options --ha shutdown_policy=migrate --crs ha=
 each section as a property string ("ha=static,ha-rebalance-on-start=1") or as an object
 ({"ha": "static", "ha-rebalance-on-start": true}). Settings are merged key by key by the
 store; `delete` names "SECTION" or "SECTION.KEY". The store's vocabulary
-(`harepl.store.commands_v2.DC_OPTIONS`) is the one authority for keys and values.
+(`harepl.store.ops.datacenter.DC_OPTIONS`) is the one authority for keys and values.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import bad_request
 from harepl.runtime.api.validate import _require_object, parse_bool, parse_digest, parse_int
-from harepl.store import commands as C
-from harepl.store import commands_v2 as V2
+from harepl.store import vocabulary as C
+from harepl.store.ops import datacenter as V2
 from harepl.store.reads import digest
 
 DC_SECTIONS = tuple(sorted(V2.DC_OPTIONS))

@@ -13,8 +13,8 @@ from typing import Any
 
 from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import ApiError, bad_request, conflict, not_found
-from harepl.store.commands import DIGEST_MISMATCH
 from harepl.store.reads import digest
+from harepl.store.vocabulary import DIGEST_MISMATCH
 
 SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
 REQUEST_STATES = ("started", "stopped", "disabled", "ignored")
