@@ -43,6 +43,7 @@ from harepl.roles.env import (
     WatchdogHandle,
     WorkerHandle,
 )
+from harepl.runtime import failpoints
 from harepl.runtime.config import NodeConfig
 from harepl.runtime.nodelog import RoleLog
 from harepl.store import reads
@@ -527,6 +528,8 @@ class RuntimeEnv:
         body["timestamp"] = time.time()  # wall clock, for humans only
         self._submit_fenced(C.lrm_status_set(ctx.node, body, ctx.node_lease.epoch))
         self._last_lrm_write, self._last_lrm_write_at = key, now
+        if body.get("mode") == "active":
+            failpoints.stall("stall-after-active-status")
 
     def read_service_config(self) -> dict[str, ServiceConfig]:
         return self._read(reads.service_config)  # type: ignore[no-any-return]
