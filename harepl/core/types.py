@@ -7,6 +7,7 @@ by `pve-ha-crm`. See /work/wt/notes/CONTRACTS.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal, NotRequired, TypedDict
 
 # --- enumerations (as string literals, the on-disk / on-wire spelling) -------------------
@@ -152,3 +153,37 @@ class DatacenterCrs(TypedDict, total=False):
 class DatacenterConfig(TypedDict, total=False):
     ha: DatacenterHa
     crs: DatacenterCrs
+
+
+# --- effects: the configuration changes a manager round asks the CRM role to commit ---------
+#
+# Apply order (harepl.roles.crm applies them; the simulator runs the same role):
+#   1. the effects, one by one, in the order the round produced them (services in sorted
+#      order, each at the transition that decided it);
+#   2. then the round's manager_status.
+# Effects come first because the status they go with may depend on them: a service
+# recovered to node B is 'started' on B in that status, and B's LRM can start it only once
+# the service's configuration names B (otherwise it answers EWRONG_NODE). This is
+# Proxmox's order too: `steal_service` runs inside the round, the status is flushed at its
+# end.
+
+
+@dataclass(frozen=True)
+class StealService:
+    """Move a service's configuration from a fenced node to its recovery node."""
+
+    sid: str
+    current_node: str
+    new_node: str
+
+
+@dataclass(frozen=True)
+class UpdateServiceConfig:
+    """Change fields of a service's configuration (e.g. `state: stopped` after a
+    'stop SID TIMEOUT' command)."""
+
+    sid: str
+    changes: dict[str, object] = field(default_factory=dict)
+
+
+Effect = StealService | UpdateServiceConfig

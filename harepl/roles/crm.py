@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from harepl.core.manager import Manager, ManagerResult, ManagerView
 from harepl.core.policy import SAFE, SafetyPolicy
-from harepl.core.types import LrmStatus, ManagerStatus
+from harepl.core.types import LrmStatus, ManagerStatus, StealService, UpdateServiceConfig
 from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError
 
 # ~10 s per round: 90 rounds without configured services and the master steps down
@@ -226,10 +226,12 @@ class CRM:
         )
         result = manager.manage(view, _Ports(env))
         self.last_result = result
+        # the effects first, in the order decided, then the status (see core/types.py)
         for eff in result.effects:
-            if eff.kind == "steal_service":
-                env.steal_service(eff.sid, eff.current_node, eff.new_node)
-            elif eff.kind == "update_service_config":
-                env.update_service_config(eff.sid, eff.changes)
+            match eff:
+                case StealService():
+                    env.steal_service(eff.sid, eff.current_node, eff.new_node)
+                case UpdateServiceConfig():
+                    env.update_service_config(eff.sid, eff.changes)
         if result.manager_status is not None:
             env.write_manager_status(result.manager_status)

@@ -13,7 +13,7 @@ import pytest
 from harepl.core.config import parse_groups
 from harepl.core.manager import Manager, ManagerView
 from harepl.core.policy import PVE
-from harepl.core.types import ERROR, SUCCESS, ServiceConfig
+from harepl.core.types import ERROR, SUCCESS, ServiceConfig, StealService, UpdateServiceConfig
 
 NODES = ("node1", "node2", "node3")
 
@@ -148,8 +148,7 @@ def test_fencing_waits_for_the_lease_then_recovers() -> None:
     p.fence_ok = True
     res = m.manage(view(115, sc, online=("node1", "node2")), p)
     assert (m.ss["vm:103"]["state"], m.ss["vm:103"]["node"]) == ("started", "node1")
-    assert [(e.kind, e.sid, e.current_node, e.new_node) for e in res.effects] == [
-        ("steal_service", "vm:103", "node3", "node1")]
+    assert res.effects == [StealService("vm:103", current_node="node3", new_node="node1")]
     assert m.ns.status["node3"] == "unknown"
 
 
@@ -175,7 +174,7 @@ def test_stop_command_changes_the_requested_state() -> None:
     m.manage(view(0, sc), p)
     res = m.manage(view(10, sc, cmds=("stop vm:101 0",)), p)
     assert "request immediate service hard-stop for service 'vm:101'" in p.lines
-    assert [(e.kind, e.changes) for e in res.effects] == [("update_service_config", {"state": "stopped"})]
+    assert res.effects == [UpdateServiceConfig("vm:101", {"state": "stopped"})]
 
 
 def test_node_maintenance_request_and_lrm_modes() -> None:
