@@ -22,11 +22,13 @@ from harepl.core.types import (
     ServiceConfig,
 )
 from harepl.roles.env import ResourceAgent, StaleLeaseError, StoreUnavailableError
+from harepl.sim.agents import FailingResource, SimResource, decode_fail_id
 from harepl.sim.hardware import CFS_ERROR, InvariantBroken
 
 if TYPE_CHECKING:
     from harepl.sim.runner import Simulation
 
+__all__ = ["SimEnv", "decode_fail_id"]
 
 
 class SimEnv:
@@ -43,6 +45,8 @@ class SimEnv:
         self._results: dict[str, int] = {}
         self._pending: dict[str, Callable[[], int]] = {}
         self._polled_once: set[str] = set()
+        self._hung: dict[str, int] = {}  # handle -> polls until its (finished) job reports
+        self._hang = 0
         self._worker_counter = 0
 
     # identity, time, log
@@ -88,19 +92,42 @@ class SimEnv:
     def cluster_state_update(self) -> bool:
         return self.hw.cfs_works(self.node, "update")
 
-    # leases
+    # leases (a lease call is a write: store faults apply, docs in harepl/sim/store.py)
+    def _late_log(self, level: str, msg: str) -> None:
+        self.sim.log(level[:4], f"{self.node}/{self.role}", msg)
+
+    def _lock_blocked(self) -> bool:
+        return self.hw.nodes[self.node].disk_full or self.hw.store.leaderless(self.sim.rounds)
+
+    def _get_lock(self, name: str) -> int | None:
+        if self._lock_blocked():
+            return None
+        hw, node, sim = self.hw, self.node, self.sim
+        if hw.store.defer(node, sim.rounds, f"lock {name}",
+                          lambda: hw.get_lock(name, node, sim.now, self._late_log)):
+            return None  # timed out for us; it may still apply later
+        return hw.get_lock(name, node, self.cur_time, self.log)
+
+    def _release_lock(self, name: str) -> bool:
+        if self._lock_blocked():
+            return False
+        hw, node, sim = self.hw, self.node, self.sim
+        if hw.store.defer(node, sim.rounds, f"release {name}", lambda: hw.release_lock(name, node, sim.now)):
+            return False
+        return hw.release_lock(name, node, self.cur_time)
+
     def get_ha_manager_lock(self) -> bool:
-        epoch = self.hw.get_lock("ha_manager_lock", self.node, self.cur_time, self.log)
+        epoch = self._get_lock("ha_manager_lock")
         self.loop_delay += 1
         self.manager_epoch = epoch
         return epoch is not None
 
     def release_ha_manager_lock(self) -> bool:
-        return self.hw.release_lock("ha_manager_lock", self.node, self.cur_time)
+        return self._release_lock("ha_manager_lock")
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
         target = node or self.node
-        epoch = self.hw.get_lock(f"ha_agent_{target}_lock", self.node, self.cur_time, self.log)
+        epoch = self._get_lock(f"ha_agent_{target}_lock")
         self.loop_delay += 1
         if target == self.node and self.role == "lrm" and epoch is not None:
             # a failed renewal changes nothing: the lease stays locally valid until
@@ -112,7 +139,7 @@ class SimEnv:
     def release_ha_agent_lock(self) -> bool:
         self.agent_epoch = None  # no longer a lease holder: its writes carry no epoch
         self.lease_valid_until = float("-inf")
-        return self.hw.release_lock(f"ha_agent_{self.node}_lock", self.node, self.cur_time)
+        return self._release_lock(f"ha_agent_{self.node}_lock")
 
     def node_lease_valid(self) -> bool:
         lease = self.hw.leases.get(f"ha_agent_{self.node}_lock")
@@ -128,6 +155,7 @@ class SimEnv:
         self._results.clear()
         self._pending.clear()
         self._polled_once.clear()
+        self._hung.clear()
 
     # watchdog
     def watchdog_open(self) -> str:
@@ -148,49 +176,75 @@ class SimEnv:
         if not self.hw.cfs_works(self.node, "rw"):
             raise StoreUnavailableError(CFS_ERROR)
 
-    def _check_write(self) -> None:
-        # a write commits only in the quorate partition (as in Raft, and pmxcfs read-only)
+    def _commit(self, what: str, apply: Callable[[], None]) -> None:
+        """Commit a write: only in the quorate partition (as in Raft, and pmxcfs read-only),
+        not while the node's disk is full or no leader exists; a late write times out for
+        us and applies later (apply checks epochs when it runs)."""
         self._check_rw()
         if not self.hw.quorate_for(self.node):
             raise StoreUnavailableError("not quorate: the write cannot commit")
+        if self.hw.nodes[self.node].disk_full:
+            raise StoreUnavailableError("disk full: the write is not acknowledged")
+        if self.hw.store.leaderless(self.sim.rounds):
+            raise StoreUnavailableError("leader change: no Raft leader, the write is lost")
+        if self.hw.store.defer(self.node, self.sim.rounds, what, apply):
+            raise StoreUnavailableError(f"commit timed out ({what}); it may still apply")
+        apply()
 
     def read_manager_status(self) -> ManagerStatus:
         self._check_rw()
         return copy.deepcopy(self.hw.view_for(self.node)[0])
 
-    def _check_manager_epoch(self) -> None:
-        if self.manager_epoch is None or self.hw.lease_epoch("ha_manager_lock") != self.manager_epoch:
-            raise StaleLeaseError(f"manager epoch {self.manager_epoch} is not current")
+    def _manager_epoch_check(self) -> Callable[[], None]:
+        epoch, hw = self.manager_epoch, self.hw
+
+        def check() -> None:
+            if epoch is None or hw.lease_epoch("ha_manager_lock") != epoch:
+                raise StaleLeaseError(f"manager epoch {epoch} is not current")
+        return check
 
     def write_manager_status(self, status: ManagerStatus) -> None:
-        self._check_write()
-        self._check_manager_epoch()
-        self.hw.manager_status = copy.deepcopy(status)
+        check, hw, copied = self._manager_epoch_check(), self.hw, copy.deepcopy(status)
+
+        def apply() -> None:
+            check()
+            hw.manager_status = copied
+        self._commit("manager status", apply)
 
     def read_lrm_status(self, node: str | None = None) -> LrmStatus:
         self._check_rw()
         return copy.deepcopy(self.hw.view_for(self.node)[1].get(node or self.node, {}))
 
     def write_lrm_status(self, status: LrmStatus) -> None:
-        self._check_write()
-        lease = self.hw.leases.get(f"ha_agent_{self.node}_lock")
-        if self.agent_epoch is not None and lease is not None and lease.epoch != self.agent_epoch:
-            raise StaleLeaseError(f"node lease epoch {self.agent_epoch} of '{self.node}' is not current")
-        self.hw.lrm_status[self.node] = copy.deepcopy(status)
+        hw, node, epoch, copied = self.hw, self.node, self.agent_epoch, copy.deepcopy(status)
+
+        def apply() -> None:
+            lease = hw.leases.get(f"ha_agent_{node}_lock")
+            if epoch is not None and lease is not None and lease.epoch != epoch:
+                raise StaleLeaseError(f"node lease epoch {epoch} of '{node}' is not current")
+            hw.lrm_status[node] = copied
+        self._commit("lrm status", apply)
 
     def read_service_config(self) -> dict[str, ServiceConfig]:
         self._check_rw()
         return copy.deepcopy(self.hw.view_for(self.node)[2])
 
     def update_service_config(self, sid: str, changes: Mapping[str, object]) -> None:
-        self._check_write()
-        self._check_manager_epoch()
-        self.hw.update_service_config(sid, dict(changes))
+        check, hw, changed = self._manager_epoch_check(), self.hw, dict(changes)
+
+        def apply() -> None:
+            check()
+            hw.update_service_config(sid, changed)
+        self._commit(f"config of {sid}", apply)
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
-        self._check_write()
-        self._check_manager_epoch()
-        self.hw.steal_service(sid, current_node, new_node, self.node, self.cur_time)
+        check, hw, sim, node = self._manager_epoch_check(), self.hw, self.sim, self.node
+        now = self.cur_time
+
+        def apply() -> None:
+            check()
+            hw.steal_service(sid, current_node, new_node, node, max(now, sim.now))
+        self._commit(f"recovery of {sid}", apply)
 
     def read_group_config(self) -> dict[str, GroupConfig]:
         return parse_groups(self.hw.groups)
@@ -257,7 +311,13 @@ class SimEnv:
         self._run_job(handle, job)
         return handle
 
+    def hang(self, polls: int) -> None:
+        """The running job's agent call exceeded its timeout: with asynchronous workers its
+        result comes `polls` polls later (synchronous ones report at once)."""
+        self._hang = max(self._hang, polls)
+
     def _run_job(self, handle: str, job: Callable[[], int]) -> None:
+        self._hang = 0
         try:
             self._results[handle] = job()
         except StoreUnavailableError:
@@ -267,11 +327,15 @@ class SimEnv:
                 raise
             self.log("err", str(exc))
             self._results[handle] = -1
+        if self._hang and self.sim.profile.max_workers > 0:
+            self._hung[handle] = self._hang
+        self._hang = 0
 
     def stop_all_services(self, deadline: float) -> tuple[list[str], list[str]]:
         # the simulated agents act at once: every stop ends well before any deadline
         self._pending.clear()  # queued jobs die with the stop (a real node drops them too)
         self._polled_once.clear()
+        self._hung.clear()
         stopped, not_stopped = [], []
         for sid in sorted(s for s, on in self.hw.running[self.node].items() if on):
             agent = self.resource_agent(sid)
@@ -280,6 +344,7 @@ class SimEnv:
             if self.hw.running[self.node].get(sid):
                 not_stopped.append(sid)
             else:
+                self.hw.stop_confirmed(self.node, sid)
                 self.log("info", f"service status {sid} stopped")
                 stopped.append(sid)
         return stopped, not_stopped
@@ -288,121 +353,18 @@ class SimEnv:
         return [(sid, "stopped") for sid in self.hw.deaths.pop(self.node, [])]
 
     def poll_worker(self, handle: str) -> int | None:
+        if handle in self._hung:
+            self._hung[handle] -= 1
+            if self._hung[handle] > 0:
+                return None
+            del self._hung[handle]
         if handle in self._pending:
             if handle in self._polled_once:
                 self._polled_once.discard(handle)
                 self._run_job(handle, self._pending.pop(handle))
+                if handle in self._hung:
+                    return None
             else:
                 self._polled_once.add(handle)
                 return None
         return self._results.pop(handle, None)
-
-
-class SimResource:
-    """vm:/ct: resources: start/stop/migrate flip the hardware's running table."""
-
-    def __init__(self, env: SimEnv) -> None:
-        self.env = env
-        self.hw = env.hw
-
-    def _lock(self, sid: str) -> str | None:
-        cfg = self.hw.service_config.get(sid)
-        return cfg.get("lock") if cfg else None
-
-    def check_running(self, sid: str) -> bool:
-        return bool(self.hw.running[self.env.node].get(sid))
-
-    def start(self, sid: str) -> None:
-        lock = self._lock(sid)
-        if lock:
-            self.env.log("err", f"service '{sid}' locked ({lock}), unable to start!")
-            return
-        if self.env.sim.profile.policy.start_needs_lease and not self.env.node_lease_valid():
-            raise InvariantBroken(f"service '{sid}' started on '{self.env.node}' without a valid node lease")
-        self.env.sleep(2)
-        self.hw.set_running(self.env.node, sid, True)
-
-    def shutdown(self, sid: str, timeout_s: float | None) -> None:
-        lock = self._lock(sid)
-        if lock:
-            self.env.log("err", f"service '{sid}' locked ({lock}), unable to shutdown!")
-            return
-        self.env.sleep(2)
-        self.hw.set_running(self.env.node, sid, False)
-
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
-        env = self.env
-        cmd = "migrate" if online else "relocate"
-        env.log("info", f"service {sid} - start {cmd} to node '{target}'")
-        lock = self._lock(sid)
-        if lock:
-            env.log("err", f"service '{sid}' locked ({lock}), unable to {cmd}!")
-            return False
-        if not self.hw.quorate_for(env.node):
-            env.log("err", f"service '{sid}' not moved - the new location cannot be committed (not quorate)")
-            return False
-        if not online and self.check_running(sid):
-            env.log("info", f"stopping service {sid} (relocate)")
-            self.shutdown(sid, None)
-            env.log("info", f"service status {sid} stopped")
-        else:
-            env.sleep(2)
-        self.hw.change_service_location(sid, env.node, target)
-        env.log("info", f"service {sid} - end {cmd} to node '{target}'")
-        self.hw.set_running(env.node, sid, False)
-        return True
-
-    def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None:
-        cfg = self.hw.raw_service_config.get(sid)
-        if cfg and cfg.get("lock") in locks:
-            lock = str(cfg["lock"])
-            raw = dict(cfg)
-            raw.pop("lock")
-            self.hw.delete_service(sid)
-            self.hw.add_service(sid, raw)
-            return lock
-        return None
-
-
-def decode_fail_id(sid: str) -> tuple[int, int, int, str | None]:
-    """fa:ABCDEF -> (start failures B, migrate failures C, cannot stop D, only on node F).
-
-    As Proxmox's VirtFail: A tells resources apart, B/C how many tries fail before
-    start/migrate work, D != 0 means stop never works, E is 'exists'; a 6th digit F != 0
-    limits the failures to node F (fa:120001 fails twice to start, but only on node1).
-    """
-    d = [int(c) if c.isdigit() else 0 for c in sid.split(":", 1)[1]]
-    get = lambda i: d[i] if len(d) > i else 0  # noqa: E731
-    node = f"node{get(5)}" if get(5) else None
-    return get(1), get(2), get(3), node
-
-
-class FailingResource(SimResource):
-    """fa: resources whose id digits encode how often start/migrate fail."""
-
-    def start(self, sid: str) -> None:
-        fails, _, _, only_on = decode_fail_id(sid)
-        if only_on is not None and only_on != self.env.node:
-            fails = 0
-        tries = self.hw.fail_tries["start"].get(sid, 0) + 1
-        self.hw.fail_tries["start"][sid] = tries
-        if fails >= tries:
-            return
-        self.hw.fail_tries["start"][sid] = 0
-        super().start(sid)
-
-    def shutdown(self, sid: str, timeout_s: float | None) -> None:
-        if decode_fail_id(sid)[2]:
-            return
-        super().shutdown(sid, timeout_s)
-
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
-        _, fails, _, only_on = decode_fail_id(sid)
-        if only_on is not None and only_on != self.env.node:
-            fails = 0
-        tries = self.hw.fail_tries["migrate"].get(sid, 0) + 1
-        self.hw.fail_tries["migrate"][sid] = tries
-        if fails >= tries:
-            return False
-        self.hw.fail_tries["migrate"][sid] = 0
-        return super().migrate(sid, target, online)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import random
 import re
 import shutil
 import tempfile
@@ -35,145 +34,19 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
 import click
 
-# Quiet batches after healing: each batch is one command period of the simulator; Proxmox's
-# timings need ~4 periods to fence a node and recover its services.
-HEAL_QUIET_BATCHES = 6
-# Quiet batches before healing, so that a shutdown or reboot started by the last random
-# batch has ended under every timing profile (pve: ~45 s of a 100 s batch).
-SETTLE_BATCHES = 3
-SERVICE_TYPES = ("vm", "ct")
-
-
-@dataclass
-class FuzzCase:
-    """One generated scenario: its inputs in Proxmox's shapes."""
-
-    seed: int
-    nodes: list[str]
-    service_config: dict[str, dict[str, object]]
-    cmdlist: list[list[str]]
-    requested: dict[str, str] = field(default_factory=dict)  # final requested state per service
-    steps: int = 8
-
-    def write(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        hardware = {n: {"power": "off", "network": "off"} for n in self.nodes}
-        (folder / "hardware_status").write_text(json.dumps(hardware, indent=2) + "\n")
-        (folder / "service_config").write_text(json.dumps(self.service_config, indent=4) + "\n")
-        (folder / "manager_status").write_text("{}\n")
-        (folder / "cmdlist").write_text(
-            "[\n" + ",\n".join("    " + json.dumps(batch) for batch in self.cmdlist) + "\n]\n")
-
-
-@dataclass
-class _Model:
-    """What the generator knows about the hardware, to keep commands meaningful."""
-
-    power: dict[str, bool]
-    network: dict[str, bool]
-    crm: dict[str, bool]
-    maintenance: set[str] = field(default_factory=set)
-    down_soon: set[str] = field(default_factory=set)  # shutdown/reboot in flight this batch
-
-
-def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = None) -> FuzzCase:
-    """The scenario of `seed`: the same seed always gives the same scenario."""
-    rng = random.Random(seed)
-    names = [f"node{i}" for i in range(1, nodes + 1)]
-    count = services if services is not None else rng.randint(1, 2 * nodes)
-    config: dict[str, dict[str, object]] = {}
-    requested: dict[str, str] = {}
-    for index in range(count):
-        sid = f"{rng.choice(SERVICE_TYPES)}:{101 + index}"
-        state = rng.choices(["started", "stopped", "disabled"], weights=[6, 1, 1])[0]
-        config[sid] = {"node": rng.choice(names), "state": state}
-        requested[sid] = state
-
-    model = _Model(power={n: True for n in names}, network={n: True for n in names}, crm={n: True for n in names})
-    cmdlist: list[list[str]] = [[f"power {n} on" for n in names]]
-    for _ in range(steps):
-        batch: list[str] = []
-        model.down_soon = set()
-        for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
-            cmd = _random_command(rng, names, config, requested, model)
-            if cmd:
-                batch.append(cmd)
-        cmdlist.append(batch or ["delay 0"])
-
-    # Let shutdowns and reboots still in flight finish first (a power-on of a node that is
-    # still shutting down would be a no-op, and the healing would not heal it).
-    cmdlist += [["delay 0"]] * SETTLE_BATCHES
-    # Heal every fault, then give the cluster time to converge.
-    heal: list[str] = []
-    for n in names:
-        heal += [f"power {n} on", f"network {n} on"]
-    heal += [f"crm {n} start" for n in names if not model.crm[n]]
-    heal += [f"crm {n} disable-node-maintenance" for n in sorted(model.maintenance)]
-    cmdlist.append(heal)
-    cmdlist += [["delay 0"]] * HEAL_QUIET_BATCHES
-    return FuzzCase(seed=seed, nodes=names, service_config=config, cmdlist=cmdlist, requested=requested,
-                    steps=steps)
-
-
-def _random_command(rng: random.Random, names: list[str], config: dict[str, dict[str, object]],
-                    requested: dict[str, str], model: _Model) -> str | None:
-    node = rng.choice(names)
-    kind = rng.choices(
-        ["power", "network", "reboot", "shutdown", "restart-lrm", "crm", "maintenance", "service"],
-        weights=[3, 4, 1, 1, 1, 1, 1, 6],
-    )[0]
-    if kind == "power":
-        # also while a shutdown/reboot is in flight: 'power on' of a node still on is a no-op
-        model.power[node] = not model.power[node]
-        model.crm[node] = True  # a node that powers on starts its CRM again
-        return f"power {node} {'on' if model.power[node] else 'off'}"
-    if kind == "network":
-        model.network[node] = not model.network[node]
-        return f"network {node} {'on' if model.network[node] else 'off'}"
-    if kind in ("reboot", "shutdown"):
-        if not model.power[node] or node in model.down_soon:
-            return None
-        model.down_soon.add(node)
-        model.crm[node] = True  # back with the node (reboot) or with the healing power-on
-        if kind == "shutdown":
-            model.power[node] = False
-        return f"{kind} {node}"
-    if kind == "restart-lrm":
-        if not model.power[node] or node in model.down_soon:
-            return None
-        model.down_soon.add(node)
-        return f"restart-lrm {node}"
-    if kind == "crm":
-        if not model.power[node] or node in model.down_soon:
-            return None
-        # a `crm start` in the batch of its `crm stop` comes while the CRM is still running
-        # and is ignored: one CRM command per node and batch keeps the model right
-        model.down_soon.add(node)
-        model.crm[node] = not model.crm[node]
-        return f"crm {node} {'start' if model.crm[node] else 'stop'}"
-    if kind == "maintenance":
-        if node in model.maintenance:
-            model.maintenance.discard(node)
-            return f"crm {node} disable-node-maintenance"
-        model.maintenance.add(node)
-        return f"crm {node} enable-node-maintenance"
-    sid = rng.choice(sorted(config))
-    action = rng.choices(["started", "stopped", "disabled", "migrate", "relocate", "stop"],
-                         weights=[4, 1, 1, 3, 2, 1])[0]
-    if action in ("migrate", "relocate"):
-        return f"service {sid} {action} {rng.choice(names)}"
-    if action == "stop":
-        requested[sid] = "stopped"
-        return f"service {sid} stop {rng.choice([0, 10, 60])}"
-    requested[sid] = action
-    return f"service {sid} {action}"
-
+from harepl.sim.faults import (  # noqa: F401 - the generator's names, as before the split
+    FAULT_SETS,
+    HEAL_QUIET_BATCHES,
+    SETTLE_BATCHES,
+    FuzzCase,
+    generate,
+)
 
 # --- checks over the log ------------------------------------------------------------------
 
@@ -182,6 +55,8 @@ _STOPPED = re.compile(r"\s(?P<node>\S+)/lrm: service status (?P<sid>\S+) stopped
 _MOVED = re.compile(r"\s(?P<node>\S+)/lrm: service (?P<sid>\S+) - end (?P<how>migrate|relocate) to node '(?P<to>[^']+)'")
 _POWER_OFF = re.compile(r"(?:execute power (?P<a>\S+) off|server '(?P<b>[^']+)' stopped by poweroff)")
 _FENCE_ACK = re.compile(r"/crm: fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'")
+_HW_ENDED = re.compile(r"hardware: service (?P<sid>\S+) (?:died|stopped late) on node '(?P<node>[^']+)'")
+_STALL = re.compile(r"execute stall (?P<node>\S+) \d+$")
 _RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
 
 
@@ -212,6 +87,10 @@ class _Masters:
             self.masters.discard(dead)
         elif m := _NETWORK.search(line):
             self.network[m["node"]] = m["how"] == "on"
+        elif m := _STALL.search(line):
+            # a stalled master acts on nothing; it finds out it was deposed when it resumes
+            # (the simulator's own check excludes it until its next step)
+            self.masters.discard(m["node"])
         elif m := _MASTER_IN.search(line):
             self.masters.add(m["node"])
         elif m := _MASTER_OUT.search(line):
@@ -247,6 +126,8 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
         if m := _STARTED.search(line):
             running.setdefault(m["sid"], set()).add(m["node"])
         elif m := _STOPPED.search(line):
+            stop(m["sid"], m["node"], number)
+        elif m := _HW_ENDED.search(line):
             stop(m["sid"], m["node"], number)
         elif m := _MOVED.search(line):
             stop(m["sid"], m["node"], number)
@@ -410,9 +291,9 @@ def _running_by_node(status: dict[str, object]) -> dict[str, set[str]] | None:
 
 
 def run_seed(seed: int, nodes: int = 3, steps: int = 8, profile: str | None = None,
-             keep: Path | None = None) -> FuzzResult:
+             keep: Path | None = None, faults: str = "all") -> FuzzResult:
     """Generate, run and check one seed. With `keep`, the scenario folder stays there."""
-    case = generate(seed, nodes=nodes, steps=steps)
+    case = generate(seed, nodes=nodes, steps=steps, faults=faults)
     with tempfile.TemporaryDirectory(prefix="harepl-fuzz-") as tmp:
         folder = Path(tmp) / f"fuzz-seed-{seed}"
         case.write(folder)
@@ -451,22 +332,23 @@ def _keep_reproducer(case: FuzzCase, result: FuzzResult, folder: Path, keep: Pat
         + "\n".join(result.problems) + "\n\nReplay: harepl sim run " + str(target) + " --log /tmp/seed.log"
         + (f" --profile {result.profile}" if result.profile else "")
         + f"\nor: harepl sim fuzz --seeds 1 --start {case.seed} --nodes {len(case.nodes)} --steps {case.steps}"
-        + (f" --profile {result.profile}" if result.profile else "") + "\n")
+        + (f" --profile {result.profile}" if result.profile else "")
+        + (f" --faults {case.faults}" if case.faults != "all" else "") + "\n")
     (target / "fuzz.log").write_text(result.log)
     return target
 
 
-def _run_one(args: tuple[int, int, int, str | None, Path | None]) -> FuzzResult:
-    seed, nodes, steps, profile, keep = args
-    result = run_seed(seed, nodes=nodes, steps=steps, profile=profile, keep=keep)
+def _run_one(args: tuple[int, int, int, str | None, Path | None, str]) -> FuzzResult:
+    seed, nodes, steps, profile, keep, faults = args
+    result = run_seed(seed, nodes=nodes, steps=steps, profile=profile, keep=keep, faults=faults)
     # the full log only travels back between processes when it is needed
     return result if not result.ok else FuzzResult(result.seed, result.exit_code, [], "", result.profile)
 
 
 def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = None,
-              keep: Path | None = None, jobs: int = 1) -> Iterator[FuzzResult]:
+              keep: Path | None = None, jobs: int = 1, faults: str = "all") -> Iterator[FuzzResult]:
     """Results in seed order; with jobs > 1 the seeds run in that many processes."""
-    work = [(seed, nodes, steps, profile, keep) for seed in seeds]
+    work = [(seed, nodes, steps, profile, keep, faults) for seed in seeds]
     if jobs <= 1:
         yield from map(_run_one, work)
         return
@@ -486,7 +368,12 @@ def run_seeds(seeds: range, nodes: int, steps: int = 8, profile: str | None = No
               show_default=True, help="Where reproducer folders of failing seeds are written.")
 @click.option("--jobs", type=click.IntRange(min=1, max=64), default=1, show_default=True,
               help="Processes to run seeds in (one per core is fastest).")
-def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path, jobs: int) -> None:
+@click.option("--faults", type=click.Choice(FAULT_SETS), default="all", show_default=True,
+              help="Fault set: 'all' (stalls, store faults, partial partitions, full disks, agent "
+                   "faults, groups/rules/CRS workloads), or 'classic' (the generator before issue 8: "
+                   "seeds reported then replay with it).")
+def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, keep: Path, jobs: int,
+         faults: str) -> None:
     """Run random faults and commands for many seeds; report every seed that fails.
 
     A failing seed leaves its scenario folder under --keep as a reproducer. Exit 1 when a
@@ -496,7 +383,7 @@ def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, ke
     failed = 0
     known: dict[str, int] = {}
     began = time.monotonic()
-    for result in run_seeds(range(start, start + count), nodes, steps, profile, keep, jobs):
+    for result in run_seeds(range(start, start + count), nodes, steps, profile, keep, jobs, faults):
         if result.ok:
             continue
         where = keep / f"fuzz-seed-{result.seed}"
@@ -511,7 +398,8 @@ def fuzz(count: int, start: int, nodes: int, steps: int, profile: str | None, ke
     ok = count - failed - sum(known.values())
     took_s = time.monotonic() - began
     click.echo(f"{ok}/{count} seeds ok, {failed} failed, known {known or 'none'} "
-               f"(seeds {start}..{start + count - 1}, {nodes} nodes, {steps} steps, profile {profile or 'pve'}; "
+               f"(seeds {start}..{start + count - 1}, {nodes} nodes, {steps} steps, profile {profile or 'pve'}, "
+               f"faults {faults}; "
                f"{took_s:.1f} s, {count / took_s if took_s else 0:.1f} seeds/s, {jobs} jobs)")
     if failed:
         raise SystemExit(1)

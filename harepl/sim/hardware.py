@@ -15,6 +15,7 @@ from typing import Any
 
 from harepl.core.config import ConfigError, normalize_service, normalize_service_config
 from harepl.core.types import LrmStatus, ManagerStatus, NodeInfo, ServiceConfig
+from harepl.sim.store import StoreFaults
 
 
 class InvariantBroken(Exception):
@@ -39,6 +40,7 @@ class NodeHw:
     version: str = ""
     maxcpu: float = 0.0
     maxmem: float = 0.0
+    disk_full: bool = False  # its store member cannot persist: no write is acknowledged
 
 
 @dataclass
@@ -103,23 +105,63 @@ class Hardware:
         self.stale: dict[str, tuple[ManagerStatus, dict[str, LrmStatus], dict[str, ServiceConfig]]] = {}
         # services whose monitor would find them dead (the 'service SID die' fault), by node
         self.deaths: dict[str, list[str]] = {}
+        # --- faults (harepl/sim/faults.py generates them, docs/testing.md lists the verbs) ---
+        # agent faults still to happen, per service: start-fail, start-hang, stop-fail,
+        # stop-hang, die-after-start (each one consumed by the next matching agent call)
+        self.agent_faults: dict[str, list[str]] = {}
+        self.dying: list[tuple[str, str]] = []  # (node, sid) that die at the next round start
+        self.lingering: dict[tuple[str, str], int] = {}  # hung stops: rounds until the service ends
+        # sid -> node whose stop of it is not confirmed (a stop returned while it still ran)
+        self.unconfirmed: dict[str, str] = {}
+        self.strict_confirm = False  # set by the simulation: safe policy checks the above
+        # partial partitions: pairs of nodes that cannot reach each other; the Raft leader
+        # (only nodes reaching it are members of the quorate partition while a link is cut)
+        self.links_cut: set[frozenset[str]] = set()
+        self.leader: str | None = None
+        self.store = StoreFaults()
 
     # --- membership ---------------------------------------------------------------------------
 
+    def _up(self) -> list[str]:
+        return [n for n, h in sorted(self.nodes.items()) if h.power == "on" and h.network == "on"]
+
     def node_info(self) -> tuple[dict[str, NodeInfo], bool]:
-        online = {n: (h.power == "on" and h.network == "on") for n, h in self.nodes.items()}
-        quorate = sum(online.values()) > len(self.nodes) // 2
-        return {n: {"online": bool(online[n] and quorate)} for n in sorted(self.nodes)}, quorate
+        up = self._up()
+        if self.links_cut:
+            # a member reaches the leader directly (pre-vote and leader stickiness keep a
+            # node that only reaches a follower from deposing the leader)
+            leader = self.leader
+            up = [n for n in up if leader is not None and (n == leader or frozenset((n, leader)) not in self.links_cut)]
+        quorate = len(up) > len(self.nodes) // 2
+        return {n: {"online": quorate and n in up} for n in sorted(self.nodes)}, quorate
 
     def quorate_for(self, node: str) -> bool:
         info, quorate = self.node_info()
         return quorate and info[node]["online"]
 
+    def _elect(self) -> None:
+        """Keep the Raft leader while it reaches a majority, else the first node that does."""
+        up = self._up()
+        need = len(self.nodes) // 2 + 1
+
+        def reach(n: str) -> int:
+            return sum(1 for m in up if m == n or frozenset((n, m)) not in self.links_cut)
+
+        if self.leader in up and reach(self.leader) >= need:
+            return
+        self.leader = next((n for n in up if reach(n) >= need), None)
+
+    def reads_live(self, node: str) -> bool:
+        """A node reads the replicated state as it is only while it is a member of the
+        quorate partition and its store member can persist (a full disk applies nothing)."""
+        return self.quorate_for(node) and not self.nodes[node].disk_full
+
     def partition_changed(self) -> None:
-        """After power or network changed: a node that just left the quorate partition
-        keeps the state it had; one that joined it reads the live state again."""
+        """After power, network, links or a disk changed: a node that just left the quorate
+        partition keeps the state it had; one that joined it reads the live state again."""
+        self._elect()
         for node in sorted(self.nodes):
-            if self.quorate_for(node):
+            if self.reads_live(node):
                 self.stale.pop(node, None)
             elif node not in self.stale:
                 self.stale[node] = (copy.deepcopy(self.manager_status), copy.deepcopy(self.lrm_status),
@@ -268,16 +310,74 @@ class Hardware:
 
     def set_running(self, node: str, sid: str, running: bool) -> None:
         if running:
+            other = self.unconfirmed.get(sid)
+            if self.strict_confirm and other is not None and other != node:
+                raise InvariantBroken(f"service '{sid}' started on '{node}' while the stop of its instance on "
+                                      f"'{other}' is not confirmed")
             self.running[node][sid] = True
             self.check_single_instance(sid)
         elif self.running[node].pop(sid, None):
             self.stopped_at[(node, sid)] = self._get_time()
+            self.lingering.pop((node, sid), None)
+
+    def stop_not_confirmed(self, node: str, sid: str) -> None:
+        if self.running[node].get(sid):
+            self.unconfirmed[sid] = node
+
+    def stop_confirmed(self, node: str, sid: str) -> None:
+        """An agent on `node` found `sid` not running there."""
+        if self.unconfirmed.get(sid) == node:
+            del self.unconfirmed[sid]
 
     def power_off(self, node: str) -> None:
         """Everything running on `node` dies now."""
         for sid in sorted(self.running[node]):
             self.set_running(node, sid, False)
+        for sid in [s for s, n in self.unconfirmed.items() if n == node]:
+            del self.unconfirmed[sid]  # a dead node runs nothing: its stops are confirmed
         self.watchdog_reset(node)
+
+    def kill_service(self, node: str, sid: str, why: str) -> bool:
+        """`sid` ends on `node` without its LRM asking (it died, a hung stop ended): the
+        monitor reports it to the LRM."""
+        if not self.running[node].get(sid):
+            return False
+        self.set_running(node, sid, False)
+        self._log("info", "hardware", f"service {sid} {why} on node '{node}'")
+        self.deaths.setdefault(node, []).append(sid)
+        return True
+
+    def round_tick(self) -> bool:
+        """Round start: services that die right after their start die, hung stops end.
+        True if anything happened."""
+        if not self.dying and not self.lingering:
+            return False
+        dying, self.dying = self.dying, []
+        for node, sid in dying:
+            self.kill_service(node, sid, "died")
+        for key in sorted(self.lingering):
+            self.lingering[key] -= 1
+            if self.lingering[key] <= 0:
+                del self.lingering[key]
+                self.kill_service(key[0], key[1], "stopped late")
+        return True
+
+    def check_guarded(self, node: str, now: float) -> None:
+        """A node whose lease lapsed (absent, another's or expired) has stopped every local
+        service the CRM may move, or has an armed watchdog that kills it (frozen and
+        'error' services are never recovered; a disarmed cluster guards nothing)."""
+        on = self.running[node]
+        if not on or self.nodes[node].power != "on" or "disarm" in self.manager_status:
+            return
+        lease = self.leases.get(f"ha_agent_{node}_lock")
+        if lease is not None and lease.node == node and now - lease.time <= self.lock_timeout_s:
+            return
+        if any(wd.node == node for wd in self.watchdogs.values()):
+            return
+        states = {sid: sd.get("state") for sid, sd in self.manager_status.get("service_status", {}).items()}
+        bad = sorted(sid for sid, up in on.items() if up and states.get(sid) not in (None, "freeze", "error"))
+        if bad:
+            raise InvariantBroken(f"lease of '{node}' lapsed while it runs {', '.join(bad)} with no watchdog armed")
 
     def check_single_instance(self, sid: str) -> None:
         where = sorted(n for n, r in self.running.items() if r.get(sid))

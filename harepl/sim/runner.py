@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harepl.core.config import ConfigError, normalize_service_config, parse_groups, parse_rules, parse_sid
+from harepl.core.config import ConfigError, normalize_service_config, parse_groups, parse_rules
 from harepl.core.policy import PVE, SAFE, SafetyPolicy
 from harepl.roles.crm import CRM
 from harepl.roles.lrm import LRM
+from harepl.sim.commands import DAEMON_CMDS, FAULT_CMDS, NODE_CMDS, ScenarioError, fault_cmd, validate_command
 from harepl.sim.env import SimEnv
 from harepl.sim.hardware import Hardware, InvariantBroken, NodeHw, WatchdogFired
-
-
-class ScenarioError(Exception):
-    """Malformed scenario input (one line)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,8 @@ PROFILES: dict[str, Profile] = {
 # 'pve' is Proxmox's semantics, kept to replay its scenarios
 SAFE_PROFILES = ("default", "fast", "async")
 
-NODE_CMDS = {"power", "network", "cfs", "reboot", "shutdown", "restart-lrm", "crm", "pve-manager-version"}
+__all__ = ["NODE_CMDS", "PROFILES", "SAFE_PROFILES", "Profile", "ScenarioError", "Simulation", "load_scenario",
+           "validate_command"]
 
 
 def _read_json(path: Path, default: Any = None, required: bool = False) -> Any:
@@ -153,69 +151,6 @@ def load_scenario(folder: Path) -> Scenario:
     return Scenario(hardware, cmdlist, sc, ms, groups, rules, dc, stats, dyn_stats)
 
 
-def validate_command(cmd: str, nodes: dict[str, NodeHw]) -> None:
-    parts = cmd.split()
-    if not parts:
-        raise ScenarioError("cmdlist: empty command")
-    head = parts[0]
-
-    def need(n: int) -> None:
-        if len(parts) < n:
-            raise ScenarioError(f"cmdlist: incomplete command '{cmd}'")
-
-    if head == "delay":
-        need(2)
-        if not re.fullmatch(r"\d+(\.\d+)?", parts[1]):
-            raise ScenarioError(f"cmdlist: bad delay '{cmd}'")
-        return
-    if head == "skip-round":
-        need(2)
-        if parts[1] not in ("crm", "lrm") or (len(parts) > 2 and not parts[2].isdigit()):
-            raise ScenarioError(f"cmdlist: bad command '{cmd}' (skip-round crm|lrm [N])")
-        return
-    if head in NODE_CMDS:
-        need(2)
-        if parts[1] not in nodes:
-            raise ScenarioError(f"cmdlist: unknown node '{parts[1]}' in '{cmd}'")
-        if head in ("power", "network"):
-            need(3)
-            if parts[2] not in ("on", "off"):
-                raise ScenarioError(f"cmdlist: bad action in '{cmd}' (on|off)")
-        elif head == "cfs":
-            need(4)
-            if parts[2] not in ("rw", "update") or parts[3] not in ("work", "fail"):
-                raise ScenarioError(f"cmdlist: bad command '{cmd}' (cfs NODE rw|update work|fail)")
-        elif head == "crm":
-            need(3)
-            if parts[2] not in ("stop", "start", "enable-node-maintenance", "disable-node-maintenance",
-                                "disarm-ha", "arm-ha"):
-                raise ScenarioError(f"cmdlist: unknown crm action in '{cmd}'")
-        return
-    if head == "service":
-        need(3)
-        try:
-            parse_sid(parts[1])
-        except ConfigError as exc:
-            raise ScenarioError(f"cmdlist: {exc}") from None
-        action = parts[2]
-        if action in ("started", "stopped", "disabled", "ignored", "enabled", "delete", "lock", "unlock"):
-            return
-        if action in ("migrate", "relocate", "manual-migrate", "add"):
-            need(4)
-            if parts[3] not in nodes:
-                raise ScenarioError(f"cmdlist: unknown node '{parts[3]}' in '{cmd}'")
-            return
-        if action == "stop":
-            need(4)
-            if not parts[3].isdigit():
-                raise ScenarioError(f"cmdlist: bad timeout in '{cmd}'")
-            return
-        if action in ("set-static-stats", "set-dynamic-stats"):
-            return
-        raise ScenarioError(f"cmdlist: unknown service action in '{cmd}'")
-    raise ScenarioError(f"cmdlist: unknown command '{cmd}'")
-
-
 @dataclass
 class NodeRoles:
     crm_env: SimEnv
@@ -248,6 +183,10 @@ class Simulation:
             n: NodeRoles(SimEnv(self, n, "crm"), SimEnv(self, n, "lrm")) for n in sorted(scenario.hardware)
         }
         self.hw.partition_changed()
+        self.hw.strict_confirm = profile.policy.confirm_stop
+        self.rounds = 0  # every loop of run() (round_count skips rounds inside a delay)
+        self.stalled: dict[str, int] = {}  # node -> rounds its daemon still takes no step
+        self.stall_deferred: dict[str, list[str]] = {}  # daemon commands sent during a stall
         self.violation: str | None = None
         self.test_unsafe_hook: Callable[[Simulation], None] | None = None
 
@@ -267,6 +206,9 @@ class Simulation:
         p = self.profile
         while True:
             start = self.now
+            self.rounds += 1
+            if self.hw.round_tick() | self.hw.store.tick(self.rounds, self.log):
+                self._check()
             skip_now = {role: self.skip[role] > 0 for role in ("crm", "lrm")}
             for role, skipping in skip_now.items():
                 if skipping:
@@ -305,16 +247,37 @@ class Simulation:
             self.hw.check_single_instance(sid)
         info, quorate = self.hw.node_info()
         if quorate:
+            # a stalled master acts on nothing until it has stepped again (and found out)
             masters = [n for n, r in self.roles.items()
-                       if r.crm is not None and r.crm.state == "master" and info[n]["online"]]
+                       if r.crm is not None and r.crm.state == "master" and info[n]["online"]
+                       and n not in self.stalled]
             if len(masters) > 1:
                 raise InvariantBroken(f"more than one master in the quorate partition: {', '.join(masters)}")
+        if self.profile.policy.stop_on_lease_loss:
+            for node in self.hw.nodes:
+                self.hw.check_guarded(node, self.now)
         if self.test_unsafe_hook is not None:
             self.test_unsafe_hook(self)
 
+    def _stalled_now(self, node: str) -> bool:
+        """True while `node`'s daemon is stalled (the round is skipped); on the first round
+        after the stall it resumes, and the daemon commands it missed are carried out."""
+        left = self.stalled.get(node)
+        if left is None:
+            return False
+        if left > 0:
+            self.stalled[node] = left - 1
+            return True
+        del self.stalled[node]
+        self.log("info", "hardware", f"daemon of '{node}' resumes after its stall")
+        for cmd in self.stall_deferred.pop(node, []):
+            self.hardware_cmd(cmd, "stall")
+        return False
+
     def _step_node(self, node: str, skip: dict[str, bool]) -> None:
         try:
-            self._step_roles(node, skip)
+            if not self._stalled_now(node):
+                self._step_roles(node, skip)
         except WatchdogFired as fired:
             self.now = max(self.now, self.roles[node].lrm_env.cur_time, self.roles[node].crm_env.cur_time)
             self._watchdog_reset(fired.node)
@@ -391,7 +354,14 @@ class Simulation:
         if head == "service":
             self._service_cmd(parts)
             return
+        if head in FAULT_CMDS:
+            fault_cmd(self, parts)
+            return
         node = parts[1]
+        if head in DAEMON_CMDS and node in self.stalled and (head != "crm" or parts[2] in ("stop", "start")):
+            self.stall_deferred.setdefault(node, []).append(cmd)
+            self.log("info", logid, f"'{cmd}' waits until the stalled daemon of '{node}' resumes")
+            return
         r = self.roles[node]
         nh = hw.nodes[node]
         if head == "power":
@@ -405,6 +375,8 @@ class Simulation:
                     r.lrm_restart = False
                     nh.cfs = {}
                 else:
+                    self.stalled.pop(node, None)
+                    self.stall_deferred.pop(node, None)
                     if r.crm is not None:
                         r.crm_env.log("info", "killed by poweroff")
                         r.crm = None
@@ -463,6 +435,9 @@ class Simulation:
                 hw.add_service(sid, raw)
                 if len(parts) > 5 and parts[5] == "1":
                     hw.set_running(parts[3], sid, True)
+            elif action == "die":
+                for node in sorted(hw.running):
+                    hw.kill_service(node, sid, "died")
             elif action == "delete":
                 hw.delete_service(sid)
             elif action == "lock":

@@ -19,14 +19,20 @@ SEEDS_5_NODES = range(1000, 1060)
 SEEDS_FAST = range(2000, 2080)  # harepl's own 'fast' timing profile: other interleavings
 
 
-def test_generation_is_deterministic_and_heals_everything() -> None:
-    a, b = generate(42, nodes=4), generate(42, nodes=4)
+@pytest.mark.parametrize("faults", ["classic", "all"])
+def test_generation_is_deterministic_and_heals_everything(faults: str) -> None:
+    a, b = generate(42, nodes=4, faults=faults), generate(42, nodes=4, faults=faults)
     assert a == b
-    assert generate(43, nodes=4) != a
-    heal = a.cmdlist[-1 - 6]
-    assert a.cmdlist[-1 - 6 - 3:-1 - 6] == [["delay 0"]] * 3  # in-flight shutdowns end first
+    assert generate(43, nodes=4, faults=faults) != a
+    at = 1 + a.steps + 3  # the power-on batch, the random batches, the settle batches
+    heal = a.cmdlist[at]
+    assert a.cmdlist[at - 3:at] == [["delay 0"]] * 3  # in-flight shutdowns end first
+    assert a.cmdlist[-6:] == [["delay 0"]] * 6  # then time to converge
     for node in a.nodes:
         assert f"power {node} on" in heal and f"network {node} on" in heal
+    if faults == "all":  # every new fault is undone too
+        pairs = {" ".join(c.split()[1:3]) for batch in a.cmdlist[:at] for c in batch if c.startswith("link ")}
+        assert all(f"link {pair} on" in heal for pair in pairs)
 
 
 def test_log_checker_sees_a_service_running_twice_and_an_early_recovery() -> None:
