@@ -38,13 +38,27 @@ Hazards of pysyncobj handled here (issue 4), each fixed by wrapping, never by co
    leader, repeatedly.  `election.py` adds both (Raft thesis 9.6) by overriding.
 9. *Pickle on the wire*: the cluster secret is mandatory (`SecretMissing`); connections
    that fail to authenticate (wrong secret, garbage) are dropped and logged in one line.
+10. *Outsiders reach the port before any authentication*: pysyncobj listens on 0.0.0.0
+   whatever the member address, buffers any frame an unauthenticated peer announces (one
+   60 MiB garbage frame stalled a member's tick thread for seconds: it lost its lease) and
+   holds silent connections forever.  We bind the member address; `transport.py` caps
+   frames before the key exchange at 4 KiB, drops unauthenticated connections after 1 s
+   and beyond 128 at once, listens with a backlog of 256 and accepts up to 64 per poll
+   (pysyncobj: 5 and one, so a flood made every connect wait for SYN retries), and logs
+   each drop (rate-limited) on 'harepl.store.raft', which a node log with a file
+   receives (`nodelog.attach_store_logging`).
+11. *pysyncobj replaces `socket.inet_ntop`* with a Windows-only version on import (only
+   its `inet_pton` is guarded by `os.name`): anything in the process formatting an
+   address with it raised TypeError.  Restored right after the import.
 """
 
 from __future__ import annotations
 
+import _socket
 import logging
 import os
 import pickle
+import socket
 import sqlite3
 import struct
 import threading
@@ -64,6 +78,8 @@ from .election import _ElectionGuard
 from .transport import _DeadlinePoller, _GuardedTransport, _raft_clock
 
 log = logging.getLogger("harepl.store.raft")
+
+socket.inet_ntop = _socket.inet_ntop  # hazard 11: undo pysyncobj.win_inet_pton's replacement
 
 
 class _BenignTruncation(logging.Filter):
@@ -135,7 +151,8 @@ class RaftSettings:
 
     def conf(self, secret: str, journal: str, dump: str,
              serializer: Callable[..., Any], deserializer: Callable[..., Any],
-             on_state_changed: Callable[[int, int], None] | None = None) -> SyncObjConf:
+             on_state_changed: Callable[[int, int], None] | None = None,
+             bind_address: str | None = None) -> SyncObjConf:
         return SyncObjConf(
             onStateChanged=on_state_changed,
             password=secret, autoTick=False, appendEntriesPeriod=self.append_entries_period_s,
@@ -150,6 +167,8 @@ class RaftSettings:
             commandsWaitLeader=True, dynamicMembershipChange=True,
             journalFile=journal, fullDumpFile=dump, serializer=serializer, deserializer=deserializer,
             bindRetryTime=1.0, maxBindRetries=self.max_bind_retries,
+            # the member's own address: pysyncobj binds 0.0.0.0 (every interface) without it
+            bindAddress=bind_address,
         )
 
 
@@ -232,7 +251,8 @@ class StoreNode:
         self._apply_listeners: list[Callable[[str | None, dict[str, Any] | None], None]] = []
         secret_s = secret.decode() if isinstance(secret, bytes) else secret
         conf = self.settings.conf(secret_s.strip(), self.journal_path, self.dump_path,
-                                  self._serialize, self._deserialize, self._state_changed)
+                                  self._serialize, self._deserialize, self._state_changed,
+                                  bind_address=self_addr)
         self._obj = _Replica(self, self_addr, [p for p in peers if p != self_addr], conf)
         # pinned 0.3.17: make the journal durable before the first tick
         self.journal = _DurableJournal.adopt(self._obj._SyncObj__raftLog, self.journal_path,
@@ -437,7 +457,8 @@ class StoreNode:
                 "last_applied": o.raftLastApplied, "members": self.members(),
                 "connected": sorted(str(n.id) for n in o.otherNodes if o.isNodeConnected(n)),
                 "log_len": len(self.journal), "fsyncs": self.journal.syncs,
-                "bad_connections": self.transport.bad_connections, "elections": dict(o.election_stats)}
+                "bad_connections": self.transport.bad_connections,
+                "unauthenticated": len(self.transport._unknownConnections), "elections": dict(o.election_stats)}
 
     def force_compaction(self) -> None:
         self._obj.forceLogCompaction()

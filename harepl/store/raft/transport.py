@@ -1,9 +1,24 @@
-"""Transport for pysyncobj: persist before sending, keepalives, heartbeat tracking and
-logging of unauthenticated connections (part of `harepl.store.raft`)."""
+"""Transport for pysyncobj: persist before sending, keepalives, heartbeat tracking, and
+the guard of the Raft port against outsiders (part of `harepl.store.raft`).
+
+pysyncobj's key exchange on a connection, with the cluster secret (Fernet):
+
+    dialler -> acceptor: K1              (encrypted; replayable: bound to nothing fresh)
+    acceptor -> dialler: (K1, K2)        (bound to the dialler's fresh K1: authenticated)
+    dialler -> acceptor: (K2, own addr)  (bound to the acceptor's fresh K2: authenticated)
+
+Until that is done a connection is *unauthenticated*: its peer may be anyone who reaches
+the port.  pysyncobj buffers whatever such a peer announces (60 MiB of garbage stalled
+the tick thread for seconds: the node lost its lease) and keeps a silent connection
+forever (600 held in a flood).  Here an unauthenticated connection may announce frames
+of at most PRE_AUTH_MAX_FRAME_BYTES, is read one frame at a time, is dropped after
+PRE_AUTH_TIMEOUT_S, and at most MAX_UNAUTHENTICATED exist at once; each drop is logged,
+one line per source host per DROP_LOG_WINDOW_S with a count."""
 
 from __future__ import annotations
 
 import logging
+import select
 import struct
 import time
 import zlib
@@ -11,7 +26,9 @@ from typing import Any
 
 from pysyncobj import pickle as _pickle
 from pysyncobj.monotonic import monotonic as _raft_clock
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
+from pysyncobj.tcp_server import SERVER_STATE, TcpServer
 from pysyncobj.transport import TCPTransport
 
 from .durable import _DurableJournal
@@ -34,6 +51,30 @@ _NO_ACK = "harepl_no_ack"
 #: snapshots in 64 KiB pieces, our per-tick coalescing at most a few MiB.
 MAX_MESSAGE_BYTES = 64 << 20
 
+#: largest frame an unauthenticated connection may announce.  The key exchange's frames
+#: measured 228-332 B (a key, two keys, a key and a member address); a 253-character
+#: host name adds ~340 B: 4 KiB leaves a margin of six.
+PRE_AUTH_MAX_FRAME_BYTES = 4096
+#: an incoming connection that has not finished the key exchange after this is dropped
+#: (on loopback or a LAN the exchange takes a few milliseconds).
+PRE_AUTH_TIMEOUT_S = 1.0
+#: most incoming connections in the key exchange at once; a new one beyond this drops the
+#: oldest (a flood cannot keep a member's own reconnect out for more than its few ms).
+#: Twice the largest cluster (64 nodes) reconnecting at once.
+MAX_UNAUTHENTICATED = 128
+#: refused/garbage connections: one log line per source host per window, with a count
+DROP_LOG_WINDOW_S = 10.0
+#: hosts tracked separately by the drop log; beyond, they share one line
+DROP_LOG_MAX_HOSTS = 256
+#: the listening socket's accept queue.  pysyncobj listens with a backlog of 5 and accepts
+#: one connection per poll: an outsider opening connections filled the queue, and every
+#: further SYN -- a member's reconnect too -- was dropped by the kernel and retried by the
+#: dialler only 1 s, then 3 s, 7 s later (measured: 300 sequential connects took 46 s).
+LISTEN_BACKLOG = 2 * MAX_UNAUTHENTICATED
+#: most connections accepted per readable event of the listening socket (then the tick
+#: goes on and the next poll accepts more: a flood cannot starve the members' traffic)
+ACCEPT_PER_POLL = 64
+
 
 #: messages up to this size (pickled) are sent as stored zlib blocks: deflate's set-up
 #: (a 256 KiB state for level 3) cost 15-80 us per message here, more than the rest of
@@ -48,9 +89,35 @@ def _compress(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} B"
+
+
 class _CappedConnection(TcpConnection):  # type: ignore[misc]
-    """TcpConnection that drops a peer announcing a negative or oversized message, and
-    sends small messages without deflate's set-up cost (same wire format)."""
+    """TcpConnection that drops a peer announcing a negative or oversized message (a few
+    KiB before the key exchange is done, MAX_MESSAGE_BYTES after), reads one frame at a
+    time before it, and sends small messages without deflate's set-up cost (same wire
+    format).  Installed by `_GuardedTransport` on every connection (class swap)."""
+
+    #: accepted by our server (set by `_GuardedTransport`); else dialled by us
+    harepl_incoming = False
+    #: incoming: the peer named a member in a message bound to our fresh key
+    harepl_named = False
+    harepl_peer = "unknown peer"
+    harepl_accepted_at = 0.0
+    #: why we dropped it (for the log); None: the peer closed it or pysyncobj did
+    harepl_drop_reason: str | None = None
+
+    def authenticated(self) -> bool:
+        if self.harepl_incoming:
+            return self.harepl_named
+        # dialled: the acceptor's first answer carries our fresh key (sendRandKey is set
+        # from it; disconnect() clears it again)
+        return self.sendRandKey is not None
+
+    def drop(self, reason: str) -> None:
+        self.harepl_drop_reason = reason
+        self.disconnect()
 
     def send(self, message: Any) -> None:
         # TcpConnection.send, with _compress instead of zlib.compress(..., 3)
@@ -67,15 +134,101 @@ class _CappedConnection(TcpConnection):  # type: ignore[misc]
         buf = self._TcpConnection__readBuffer
         if len(buf) >= 4:
             (length,) = struct.unpack("i", buf[:4])
-            if length < 0 or length > MAX_MESSAGE_BYTES:
-                self.disconnect()
-                return False
+            if self.authenticated():
+                if length < 0 or length > MAX_MESSAGE_BYTES:
+                    self.drop(f"announced a message of {_mib(length)} (limit {_mib(MAX_MESSAGE_BYTES)})")
+                    return False
+            else:
+                if length < 0 or length > PRE_AUTH_MAX_FRAME_BYTES:
+                    what = "a negative frame length" if length < 0 else f"a frame of {_mib(length)}"
+                    self.drop(f"did not authenticate: announced {what} before the key exchange "
+                              f"(limit {PRE_AUTH_MAX_FRAME_BYTES} B)")
+                    return False
+                if len(buf) >= 4 + length:
+                    return False  # a whole frame: parse it before reading further
         return more
+
+    def _TcpConnection__processParseMessage(self) -> Any:  # noqa: N802 - overrides the private method
+        was_authenticated = self.authenticated()
+        message = TcpConnection._TcpConnection__processParseMessage(self)
+        if message is None and self.harepl_drop_reason is None and self.state == CONNECTION_STATE.DISCONNECTED:
+            # pysyncobj drops a frame that fails to decrypt, unpickle or match our key, silently
+            self.harepl_drop_reason = (
+                "sent a message that fails to decrypt or to match the key exchange" if was_authenticated else
+                "did not authenticate: sent a frame that does not decrypt with the cluster secret "
+                "(wrong secret or garbage)")
+        return message
+
+
+class _GuardedServer(TcpServer):  # type: ignore[misc]
+    """pysyncobj's TcpServer with an accept queue of LISTEN_BACKLOG and up to
+    ACCEPT_PER_POLL accepts per readable event (class swap by `_GuardedTransport`)."""
+
+    def bind(self) -> None:
+        super().bind()
+        # listen() again on a listening socket sets its backlog (Linux, BSD)
+        self._TcpServer__socket.listen(LISTEN_BACKLOG)
+
+    def _TcpServer__onNewConnection(self, descr: Any, event: int) -> None:  # noqa: N802 - overrides the private method
+        if not event & POLL_EVENT_TYPE.READ:
+            TcpServer._TcpServer__onNewConnection(self, descr, event)
+            return
+        for _ in range(ACCEPT_PER_POLL):
+            # one accept each; a readable listening socket with nothing left raises EAGAIN,
+            # which pysyncobj's handler ignores
+            TcpServer._TcpServer__onNewConnection(self, descr, POLL_EVENT_TYPE.READ)
+            if self._TcpServer__state != SERVER_STATE.BINDED or not _readable(self._TcpServer__socket):
+                break
+        if event & POLL_EVENT_TYPE.ERROR:
+            self.unbind()
+
+
+def _readable(sock: Any) -> bool:
+    p = select.poll()  # not select(): a descriptor above 1023 would make it raise
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(0))
+
+
+class _DropLog:
+    """Dropped connections, logged one line per source host per `window_s`: the first
+    drop at once, the rest of the window counted and summed up in one line when it ends
+    (`flush`, every tick).  A flood from one host is one line per window; from many
+    hosts, at most `max_hosts` lines per window plus one for all the others."""
+
+    OTHERS = "other hosts"
+
+    def __init__(self, window_s: float = DROP_LOG_WINDOW_S, max_hosts: int = DROP_LOG_MAX_HOSTS) -> None:
+        self.window_s = window_s
+        self.max_hosts = max_hosts
+        self._hosts: dict[str, list[Any]] = {}  # host -> [window end, drops since the line, last reason]
+
+    def note(self, peer: str, reason: str, now: float) -> None:
+        host = peer.rsplit(":", 1)[0]
+        if host not in self._hosts and len(self._hosts) >= self.max_hosts:
+            host = self.OTHERS
+        w = self._hosts.get(host)
+        if w is None:
+            self._hosts[host] = [now + self.window_s, 0, reason]
+            log.warning("raft port: dropped connection from %s: %s", peer, reason)
+        else:
+            w[1] += 1
+            w[2] = reason
+
+    def flush(self, now: float) -> None:
+        for host, w in list(self._hosts.items()):
+            if now < w[0]:
+                continue
+            if w[1]:
+                log.warning("raft port: dropped %d more connections from %s in the last %.0f s (last: %s)",
+                            w[1], host, self.window_s, w[2])
+                self._hosts[host] = [now + self.window_s, 0, w[2]]
+            else:
+                del self._hosts[host]
 
 
 class _GuardedTransport(TCPTransport):  # type: ignore[misc]
     """TCP transport that persists before sending, tracks heartbeats for quorum
-    knowledge, and logs connections that fail to authenticate."""
+    knowledge, and guards the Raft port against unauthenticated peers (module doc)."""
 
     journal: _DurableJournal | None = None
 
@@ -91,16 +244,21 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         self._no_ack_to: Any = None                 # follower: node whose _NO_ACK message we handle
         self.acks_skipped = 0
         self.keepalive_s = 0.5
-        self._incoming_peer: dict[int, str] = {}
-        self._bad_log_at: dict[str, float] = {}
-        self.bad_connections = 0
+        self._drop_log = _DropLog()
+        self.bad_connections = 0                    # incoming connections dropped before authenticating
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def _createServer(self) -> None:  # noqa: N802 - pysyncobj API
+        super()._createServer()
+        if type(self._server) is TcpServer:
+            self._server.__class__ = _GuardedServer
 
     def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj API
         super().addNode(node)
         conn = self._connections.get(node)
         if type(conn) is TcpConnection:  # our outgoing connection to node
             conn.__class__ = _CappedConnection
+            conn.harepl_peer = f"member {node.address}"
 
     def _key_exchanged(self, node: Any) -> bool:
         """pysyncobj calls an outgoing connection CONNECTED at the TCP connect, before the
@@ -156,6 +314,9 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         for node, message in _coalesce(held):
             self._send_now(node, message)
         now = time.monotonic()
+        if self._unknownConnections:
+            self._expire_unauthenticated(now)
+        self._drop_log.flush(now)
         if now >= self._next_keepalive:
             # pysyncobj drops a connection that has not *read* anything for
             # connectionTimeout -- and it checks that when it next sends.  Followers never
@@ -182,6 +343,9 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
             conn = self._connections.get(node)
             if conn is not None and conn.state == CONNECTION_STATE.DISCONNECTED and self._shouldConnect(node):
                 wait = min(wait, self._lastConnectAttempt.get(node, -1e18) + retry_s - now)
+        if self._unknownConnections:
+            oldest = min(getattr(c, "harepl_accepted_at", 0.0) for c in self._unknownConnections)
+            wait = min(wait, oldest + PRE_AUTH_TIMEOUT_S - time.monotonic())
         return wait
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
@@ -201,27 +365,51 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
         super()._onMessageReceived(node, message)
 
     def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
+        if type(conn) is TcpConnection:
+            conn.__class__ = _CappedConnection
+        conn.harepl_incoming = True
+        conn.harepl_accepted_at = time.monotonic()
         try:
             sock = conn._TcpConnection__socket  # pinned 0.3.17: only to name the peer in the log
             host, port = sock.getpeername()[:2]
-            self._incoming_peer[id(conn)] = f"{host}:{port}"
+            conn.harepl_peer = f"{host}:{port}"
         except Exception:  # noqa: BLE001
-            self._incoming_peer[id(conn)] = "unknown peer"
-        if type(conn) is TcpConnection:
-            conn.__class__ = _CappedConnection
+            pass
         super()._onNewIncomingConnection(conn)
+        if len(self._unknownConnections) > MAX_UNAUTHENTICATED:
+            oldest = min(self._unknownConnections, key=lambda c: getattr(c, "harepl_accepted_at", 0.0))
+            oldest.drop(f"did not authenticate: more than {MAX_UNAUTHENTICATED} connections in the key "
+                        "exchange at once (the oldest is dropped)")
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:  # noqa: N802
+        if conn.sendRandKey and not (isinstance(message, str)
+                                     and (message in self._nodeAddrToNode or message == "readonly")):
+            # the peer has the cluster secret but names no member (a removed node, stale
+            # [[nodes]]) or sends a utility command: pysyncobj drops it silently (or raises
+            # on an unhashable list)
+            what = repr(message)[:80] if isinstance(message, str) else f"a {type(message).__name__} message"
+            conn.drop(f"refused: has the cluster secret but {what} is not a member")
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+        if conn not in self._unknownConnections and conn.state != CONNECTION_STATE.DISCONNECTED:
+            conn.harepl_named = True
+
+    def _expire_unauthenticated(self, now: float) -> None:
+        for conn in list(self._unknownConnections):
+            if now - getattr(conn, "harepl_accepted_at", now) > PRE_AUTH_TIMEOUT_S:
+                conn.drop(f"did not authenticate within {PRE_AUTH_TIMEOUT_S:g} s")
 
     def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
-        peer = self._incoming_peer.pop(id(conn), None)
-        if peer is not None and conn in self._unknownConnections:
-            # never authenticated: wrong cluster secret, garbage, or not a harepl peer
+        reason = getattr(conn, "harepl_drop_reason", None)
+        unauthenticated = conn in self._unknownConnections
+        if unauthenticated:
+            # never authenticated: wrong cluster secret, garbage, a port scan, not a member
             self.bad_connections += 1
-            host = peer.rsplit(":", 1)[0]
-            now = time.monotonic()
-            if now - self._bad_log_at.get(host, -1e9) > 10.0:  # one line per source per 10 s
-                self._bad_log_at[host] = now
-                log.warning("raft port: dropped connection from %s that did not authenticate "
-                            "(wrong cluster secret or garbage); %d such so far", peer, self.bad_connections)
+            reason = reason or "closed by the peer before authenticating"
+        if reason is not None:
+            conn.harepl_drop_reason = None  # a dialled connection object is reused
+            self._drop_log.note(getattr(conn, "harepl_peer", "unknown peer"), reason, time.monotonic())
         super()._onDisconnected(conn)
 
 
