@@ -28,7 +28,8 @@ Rules
        'fence', and leaves 'fence' for 'recovery' only once that node's lease was taken
        from it (`NodeStatus.fence_node` -> `ports.fence_lock`, which the store grants only
        after the lease expired), so after the service last ran there. The master need not
-       still hold that lease when it recovers (the same rule as the simulator's checker).
+       still hold that lease when it recovers (docs/safety.md: the one rule the simulator's
+       checker applies too).
     4. Frozen means untouched, not unguarded: a service on an LRM in 'restart' mode is
        frozen; it thaws only once that LRM is 'active' again — under the safe policy only
        when it holds its lease with the watchdog armed.

@@ -138,7 +138,10 @@ class CRM:
             env.loop_end_hook()
 
     def _work(self) -> bool:
-        env = self.env
+        self._change_state()  # state changes first,
+        return self._work_of_state()  # then the work of the (new) state; False: exit
+
+    def _change_state(self) -> None:
         state = self.state
         if state == "wait_for_quorum":
             if self._can_get_active():
@@ -159,42 +162,44 @@ class CRM:
                 self.active_idle_rounds += 1
                 if self.active_idle_rounds > MAX_ACTIVE_IDLE_ROUNDS:
                     self.active_idle_rounds = 0
-                    env.log("info", f"cluster had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle.")
-                    env.release_ha_manager_lock()
+                    self.env.log("info", f"cluster had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, "
+                                 "going idle.")
+                    self.env.release_ha_manager_lock()
                     self._set_state("wait_for_quorum")
             elif self.active_idle_rounds:
                 self.active_idle_rounds = 0
 
+    def _work_of_state(self) -> bool:
         state = self.state
+        if state == "master":
+            return self._work_master()
+        if self.shutdown_request:
+            return False  # wait_for_quorum, lost_manager_lock, slave
         if state == "wait_for_quorum":
-            if self.shutdown_request:
-                return False
-            env.sleep(self.wait_round_s)
-        elif state == "master":
-            start = env.get_time()
-            if self.shutdown_request:
-                env.log("info", "voluntary release CRM lock")
-                if not env.release_ha_manager_lock():
-                    env.log("notice", "CRM lock release failed, let the lock timeout")
-                return False
-            if not self.cluster_state_ok:
-                env.log("notice", "temporary inconsistent cluster state (cfs restart?), skip round")
-            else:
-                try:
-                    self._manage()
-                except StaleLeaseError as exc:
-                    env.log("err", f"manager status write rejected - {exc}")
-                    self._set_state("lost_manager_lock")
-                except StoreUnavailableError as exc:
-                    env.log("err", f"got unexpected error - {exc}")
-            env.sleep_until(start + self.round_s)
+            self.env.sleep(self.wait_round_s)
         elif state == "lost_manager_lock":
-            if self.shutdown_request:
-                return False
             self._set_state("wait_for_quorum")
-        elif state == "slave":
-            if self.shutdown_request:
-                return False
+        return True
+
+    def _work_master(self) -> bool:
+        env = self.env
+        start = env.get_time()
+        if self.shutdown_request:
+            env.log("info", "voluntary release CRM lock")
+            if not env.release_ha_manager_lock():
+                env.log("notice", "CRM lock release failed, let the lock timeout")
+            return False
+        if not self.cluster_state_ok:
+            env.log("notice", "temporary inconsistent cluster state (cfs restart?), skip round")
+        else:
+            try:
+                self._manage()
+            except StaleLeaseError as exc:
+                env.log("err", f"manager status write rejected - {exc}")
+                self._set_state("lost_manager_lock")
+            except StoreUnavailableError as exc:
+                env.log("err", f"got unexpected error - {exc}")
+        env.sleep_until(start + self.round_s)
         return True
 
     def _manage(self) -> None:
