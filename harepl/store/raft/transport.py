@@ -396,8 +396,12 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]
             conn.harepl_named = True
 
     def _expire_unauthenticated(self, now: float) -> None:
+        # counted to the end of the last poll, not to now: what the peer sent by then has
+        # been read, so a stall of this thread cannot fail a member's exchange that its
+        # peer finished in time
+        polled = getattr(self._syncObj._poller, "polled_at", now)
         for conn in list(self._unknownConnections):
-            if now - getattr(conn, "harepl_accepted_at", now) > PRE_AUTH_TIMEOUT_S:
+            if polled - getattr(conn, "harepl_accepted_at", polled) > PRE_AUTH_TIMEOUT_S:
                 conn.drop(f"did not authenticate within {PRE_AUTH_TIMEOUT_S:g} s")
 
     def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
@@ -454,6 +458,7 @@ class _DeadlinePoller:
     def __init__(self, inner: Any, bound_s: Any) -> None:
         self._inner = inner
         self._bound_s = bound_s
+        self.polled_at = -1e18  # monotonic end of the last poll
 
     def subscribe(self, descr: Any, callback: Any, eventMask: Any) -> None:  # noqa: N803 - pysyncobj API
         self._inner.subscribe(descr, callback, eventMask)
@@ -463,3 +468,4 @@ class _DeadlinePoller:
 
     def poll(self, timeout: float) -> None:
         self._inner.poll(min(timeout, self._bound_s()))
+        self.polled_at = time.monotonic()  # every ready socket has been read
