@@ -22,11 +22,7 @@ from pathlib import Path
 import pytest
 
 from harepl.runtime.nodelog import STORE_LOGGERS, NodeLog, StoreLogHandler
-
-try:  # the command vocabulary's module, being renamed in this tree (commands -> vocabulary)
-    from harepl.store import vocabulary as C
-except ImportError:  # pragma: no cover - before the rename
-    from harepl.store import commands as C  # type: ignore[no-redef]
+from harepl.store import vocabulary as C
 from harepl.store.localcluster import Cluster, Member
 from harepl.store.raft import StoreNode, transport
 from tests.support import raftprobe
