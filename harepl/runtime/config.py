@@ -8,8 +8,11 @@ timing key must not silently fall back to a default.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import math
 import os
+import socket
 import stat
 import tomllib
 from dataclasses import dataclass, replace
@@ -70,6 +73,9 @@ PROFILES: dict[str, Timing] = {
 
 WATCHDOG_BACKENDS = ("auto", "device", "process")
 
+#: the shortest cluster secret accepted (it keys the Raft port's encryption)
+MIN_SECRET_BYTES = 16
+
 
 @dataclass(frozen=True)
 class Member:
@@ -109,7 +115,14 @@ class NodeConfig:
         return tuple(m for m in self.members if m.name != self.node)
 
     def read_secret(self) -> str:
-        return _read_private(self.secret_file, "secret_file")
+        secret = _read_private(self.secret_file, "secret_file")
+        n = len(secret.encode("utf-8"))
+        if n < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"secret_file: {self.secret_file} holds {n} bytes, a cluster secret needs at least "
+                f"{MIN_SECRET_BYTES} (make one: head -c 32 /dev/urandom | base64 > {self.secret_file}; "
+                f"chmod 600 {self.secret_file})")
+        return secret
 
     def read_api_token(self) -> str | None:
         if self.api_token_file is None:
@@ -239,6 +252,8 @@ def _number(table: dict[str, Any], key: str, prefix: str) -> float:
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{prefix}{key}: must be a number of seconds (got {value!r})")
+    if not math.isfinite(value):
+        raise ConfigError(f"{prefix}{key}: must be a finite number of seconds (got {value!r})")
     return float(value)
 
 
@@ -323,3 +338,124 @@ def _read_private(path: Path, key: str) -> str:
     if not text:
         raise ConfigError(f"{key}: {path} is empty")
     return text
+
+
+# --- the host: paths, permissions, ports and the API socket ----------------------------
+# `load_config` checks the file; `check_host` checks what the daemon will need on this
+# machine, before it starts (and for `harepl daemon --check`). Each problem is one line
+# naming the key to fix. A daemon of this node that is already running is reported as
+# such: its ports and its socket are taken.
+
+#: the longest path a Unix socket can bind on Linux (sun_path is 108 bytes with its NUL)
+MAX_UNIX_PATH_BYTES = 107
+
+
+def check_host(cfg: NodeConfig) -> None:
+    """Raise ConfigError for the first thing on this host that would stop the daemon."""
+    _dir_usable(cfg.data_dir, "data_dir")
+    if cfg.log_file is not None:
+        _file_usable(cfg.log_file, "log_file")
+    me = cfg.self_member
+    index = cfg.members.index(me)
+    _port_free(me.address, me.raft_port, f"nodes[{index}].raft_port", f"node {me.name}'s Raft port")
+    if cfg.api_tcp is not None:
+        _port_free(cfg.api_tcp[0], cfg.api_tcp[1], "api.tcp", "TCP API port")
+    _socket_path_usable(cfg.api_socket)
+    if cfg.watchdog_backend == "device" and not cfg.watchdog_device.exists():
+        raise ConfigError(f"watchdog.device: {cfg.watchdog_device} does not exist (load a driver, e.g. "
+                          "modprobe softdog, or set watchdog.backend = \"process\")")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _writable(path: Path) -> str | None:
+    """Why this process cannot create entries in the directory `path` (None: it can)."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return f"{path} is on a read-only file system"
+    except OSError as exc:
+        return f"cannot inspect {path}: {exc.strerror or exc}"
+    if not os.access(path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return f"{path} is not writable by uid {os.geteuid()} (chown/chmod it, or run as root)"
+    return None
+
+
+def _dir_usable(path: Path, key: str) -> None:
+    """A directory the daemon creates (if missing) and writes into."""
+    if os.path.lexists(path):
+        if not path.is_dir():
+            raise ConfigError(f"{key}: {path} exists and is not a directory (move it away, or point "
+                              f"{key} elsewhere)")
+        why = _writable(path)
+    else:
+        base = _existing_ancestor(path)
+        if not base.is_dir():
+            raise ConfigError(f"{key}: cannot create {path}: {base} is not a directory (point {key} elsewhere)")
+        why = _writable(base)
+        if why:
+            why = f"cannot create {path}: {why}"
+    if why:
+        raise ConfigError(f"{key}: {why}")
+
+
+def _file_usable(path: Path, key: str) -> None:
+    """A file the daemon appends to (its parent directory created if missing)."""
+    if os.path.lexists(path):
+        if path.is_dir():
+            raise ConfigError(f"{key}: {path} is a directory, not a file (point {key} at a file)")
+        if not os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise ConfigError(f"{key}: {path} is not writable by uid {os.geteuid()}")
+        return
+    _dir_usable(path.parent, key)
+
+
+def _socket_path_usable(path: Path) -> None:
+    key = "api.socket"
+    n = len(os.fsencode(os.path.abspath(path)))
+    if n > MAX_UNIX_PATH_BYTES:
+        raise ConfigError(f"{key}: {path} is {n} bytes long, a Unix socket path may have at most "
+                          f"{MAX_UNIX_PATH_BYTES} (choose a shorter path)")
+    _dir_usable(path.parent, key)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"{key}: {path} exists and is not a socket (move it away, or point {key} elsewhere)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        return  # nobody listens: a dead daemon's socket, replaced at start
+    finally:
+        probe.close()
+    raise ConfigError(f"{key}: {path} is already served by another daemon (is this node's daemon "
+                      f"already running? stop it, or give this one another {key})")
+
+
+def _port_free(address: str, port: int, key: str, what: str) -> None:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # as the daemon binds (SO_REUSEADDR): a port in TIME_WAIT is free, a listening one is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{key}: {what} {address}:{port} is already in use (is this node's daemon "
+                              f"already running? stop what listens there, or change {key})") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"{key}: {what} {address}:{port}: {address} is not an address of this "
+                              "machine (fix the address, or run this config on its own node)") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"{key}: {what} {address}:{port}: permission denied (ports below 1024 "
+                              "need root)") from None
+        raise ConfigError(f"{key}: {what} {address}:{port}: cannot bind: {exc.strerror or exc}") from None
+    finally:
+        s.close()

@@ -13,8 +13,10 @@ time; a service the monitor finds dead is started again.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -25,12 +27,14 @@ from harepl.roles.lrm import LRM
 from harepl.runtime.agenthost import AgentHost
 from harepl.runtime.api import serve_api
 from harepl.runtime.backend import DaemonBackend
-from harepl.runtime.config import NodeConfig
+from harepl.runtime.config import ConfigError, NodeConfig
+from harepl.runtime.daemon_cli import log_refusal, refuse
 from harepl.runtime.env import NodeContext, RuntimeEnv
 from harepl.runtime.membership import Membership, watch_config_drift
 from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
 from harepl.runtime.nodestats import publish as publish_node_stats
+from harepl.runtime.sdnotify import notify as sd_notify
 from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog
 from harepl.store.client import Client
 from harepl.store.raft import RaftSettings, StoreNode
@@ -257,21 +261,67 @@ def _own_session(cfg: NodeConfig) -> str | None:
     return None
 
 
+def _startup_error(cfg: NodeConfig, exc: BaseException) -> str | None:
+    """The one line for a start-up failure that got past check_host (a race: something
+    took the port or the socket in between); None for one we do not know."""
+    me = cfg.self_member
+    if type(exc).__name__ == "SyncObjException" and "BindError" in str(exc):
+        key = f"nodes[{cfg.members.index(me)}].raft_port"
+        return (f"{key}: cannot bind node {me.name}'s Raft port {me.raft_addr} (in use, or not an address of this "
+                f"machine); stop what listens there, or change {key}")
+    if isinstance(exc, OSError):
+        text = str(exc)
+        if "already serving on" in text or "not a socket" in text:
+            return f"api.socket: {text}"
+        if exc.errno == errno.EADDRINUSE and cfg.api_tcp is not None:
+            return f"api.tcp: TCP API port {cfg.api_tcp[0]}:{cfg.api_tcp[1]} is already in use; change api.tcp"
+        if exc.filename:
+            return f"cannot start: {exc.filename}: {exc.strerror or exc} (check the paths in {cfg.source})"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return None
+
+
+def _log_thread_crash(log: RoleLog) -> None:
+    """A thread that dies of an exception says so in the node log, not only on stderr."""
+    default = threading.excepthook
+
+    def hook(args: Any) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        log("err", f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}")
+        default(args)
+
+    threading.excepthook = hook
+
+
 def run_daemon(cfg: NodeConfig) -> int:
     problem = _own_session(cfg)
     if problem:
-        print(f"harepl daemon: {problem}", flush=True)
-        return 2
+        return refuse(problem, cfg)
     # every file the daemon writes is root-only, also the ones pysyncobj replaces by
     # rename (raft.journal.meta); deploy/harepl.service sets the same UMask
     os.umask(0o077)
-    daemon = NodeDaemon(cfg)
+    try:
+        daemon = NodeDaemon(cfg)
+    except Exception as exc:  # noqa: BLE001 - a refused start is one line, not a traceback
+        line = _startup_error(cfg, exc)
+        if line is not None:
+            return refuse(line, cfg)
+        log_refusal(f"cannot start: {type(exc).__name__}: {exc}: " + " | ".join(
+            traceback.format_exception(exc)).replace("\n", " "), cfg)
+        print(f"harepl daemon: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    _log_thread_crash(daemon.dlog)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
     # the node goes down (without systemd to ask): nodeshutdown.py
     signal.signal(signal.SIGUSR1, lambda *_: daemon.request_node_shutdown(reboot=False))
     signal.signal(signal.SIGUSR2, lambda *_: daemon.request_node_shutdown(reboot=True))
     daemon.start()
+    # systemd (Type=notify): the Raft port and the API are up; quorum may come later
+    sd_notify("READY=1", f"STATUS=node {cfg.node}: " + ("quorate" if daemon.store.has_quorum()
+                                                        else "waiting for quorum"))
     daemon.wait()
+    sd_notify("STOPPING=1")
     daemon.shutdown()
     return 0

@@ -37,7 +37,7 @@ profile = "fast"
 
 def write(tmp_path: Path, text: str, secret_mode: int = 0o600) -> Path:
     secret = tmp_path / "secret"
-    secret.write_text("s3cret\n")
+    secret.write_text("s3cret-s3cret-s3cret\n")
     os.chmod(secret, secret_mode)
     cfg = tmp_path / "harepl.toml"
     cfg.write_text(text)
@@ -51,7 +51,7 @@ def test_good_config_parses_with_profile_values(tmp_path: Path) -> None:
     assert [m.raft_addr for m in cfg.peers] == ["127.0.0.1:17002"]
     assert cfg.self_member.raft_port == 17001
     assert cfg.data_dir == tmp_path / "data"  # relative to the config file
-    assert cfg.read_secret() == "s3cret"
+    assert cfg.read_secret() == "s3cret-s3cret-s3cret"
     assert cfg.api_tcp is None and cfg.watchdog_backend == "auto"
 
 
