@@ -12,8 +12,9 @@ stalls, store faults (late commits that time out yet apply, leader changes), par
 partitions, full disks, agents that fail, hang or die after their start, services dying;
 and the workload gets HA groups or rules (node and resource affinity) and a CRS mode
 (basic/static, rebalance on start). The healing batch undoes them too; a service whose
-agent misbehaved is disabled there and requested again two batches later (an operator
-clearing an 'error' state: "stop not confirmed" needs the node to confirm it first).
+agent misbehaved is stopped by hand and disabled there, and requested again two batches
+later (an operator clearing an 'error' state: "stop not confirmed" needs the node to
+confirm that it no longer runs first).
 """
 
 from __future__ import annotations
@@ -249,7 +250,9 @@ class _Faults:
         heal += [f"disk {n} ok" for n in sorted(self.disk_full)]
         heal += [f"store {n} ok" for n in sorted(self.slow)]
         for sid in sorted(self.agent_faulted):
-            heal += [f"agent {sid} ok", f"service {sid} disabled"]
+            # the operator: stops it by hand where it still runs (a failed stop leaves it
+            # running in 'error', "stop it by hand"), clears 'error' by disabling it
+            heal += [f"agent {sid} ok", f"service {sid} die", f"service {sid} disabled"]
         if self.agent_faulted:
             cmdlist += [["delay 0"]] * REQUEST_AGAIN_AFTER
             cmdlist.append([f"service {sid} {requested[sid]}" for sid in sorted(self.agent_faulted)])

@@ -119,25 +119,33 @@ class Hardware:
         self.links_cut: set[frozenset[str]] = set()
         self.leader: str | None = None
         self.store = StoreFaults()
+        self._online_cache: tuple[frozenset[str], bool] | None = None
 
     # --- membership ---------------------------------------------------------------------------
 
     def _up(self) -> list[str]:
         return [n for n, h in sorted(self.nodes.items()) if h.power == "on" and h.network == "on"]
 
+    def _online(self) -> tuple[frozenset[str], bool]:
+        """(members of the quorate partition, quorate); cached until partition_changed()."""
+        if self._online_cache is None:
+            up = self._up()
+            if self.links_cut:
+                # a member reaches the leader directly (pre-vote and leader stickiness keep a
+                # node that only reaches a follower from deposing the leader)
+                leader = self.leader
+                up = [n for n in up
+                      if leader is not None and (n == leader or frozenset((n, leader)) not in self.links_cut)]
+            quorate = len(up) > len(self.nodes) // 2
+            self._online_cache = (frozenset(up) if quorate else frozenset(), quorate)
+        return self._online_cache
+
     def node_info(self) -> tuple[dict[str, NodeInfo], bool]:
-        up = self._up()
-        if self.links_cut:
-            # a member reaches the leader directly (pre-vote and leader stickiness keep a
-            # node that only reaches a follower from deposing the leader)
-            leader = self.leader
-            up = [n for n in up if leader is not None and (n == leader or frozenset((n, leader)) not in self.links_cut)]
-        quorate = len(up) > len(self.nodes) // 2
-        return {n: {"online": quorate and n in up} for n in sorted(self.nodes)}, quorate
+        online, quorate = self._online()
+        return {n: {"online": n in online} for n in sorted(self.nodes)}, quorate
 
     def quorate_for(self, node: str) -> bool:
-        info, quorate = self.node_info()
-        return quorate and info[node]["online"]
+        return node in self._online()[0]
 
     def _elect(self) -> None:
         """Keep the Raft leader while it reaches a majority, else the first node that does."""
@@ -159,7 +167,9 @@ class Hardware:
     def partition_changed(self) -> None:
         """After power, network, links or a disk changed: a node that just left the quorate
         partition keeps the state it had; one that joined it reads the live state again."""
+        self._online_cache = None
         self._elect()
+        self._online_cache = None
         for node in sorted(self.nodes):
             if self.reads_live(node):
                 self.stale.pop(node, None)
@@ -377,7 +387,8 @@ class Hardware:
         states = {sid: sd.get("state") for sid, sd in self.manager_status.get("service_status", {}).items()}
         bad = sorted(sid for sid, up in on.items() if up and states.get(sid) not in (None, "freeze", "error"))
         if bad:
-            raise InvariantBroken(f"lease of '{node}' lapsed while it runs {', '.join(bad)} with no watchdog armed")
+            raise InvariantBroken(f"lease of '{node}' lapsed with no watchdog armed while '{node}' is still running "
+                                  f"{', '.join(bad)}")
 
     def check_single_instance(self, sid: str) -> None:
         where = sorted(n for n, r in self.running.items() if r.get(sid))

@@ -238,7 +238,7 @@ def test_invariant_a_lapsed_lease_with_services_running_and_no_watchdog(tmp_path
     handle = hw.watchdog_open("node1", 0.0)
     hw.check_guarded("node1", 100.0)  # an armed watchdog kills it: allowed
     hw.watchdog_close(handle, 0.0)
-    with pytest.raises(InvariantBroken, match="lease of 'node1' lapsed while it runs vm:101 with no watchdog"):
+    with pytest.raises(InvariantBroken, match="lease of 'node1' lapsed with no watchdog armed while 'node1' is still running vm:101"):
         hw.check_guarded("node1", 100.0)
     hw.manager_status["service_status"]["vm:101"]["state"] = "freeze"  # never recovered
     hw.check_guarded("node1", 100.0)
