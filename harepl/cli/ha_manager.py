@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from harepl.cli import output
+from harepl.core.vocabulary import AFFINITIES, REQUESTED_STATE_ALIASES, REQUESTED_STATES, RULE_TYPES
 from harepl.runtime.api.client import DEFAULT_SOCKET, ApiClient, ApiClientError, seg
 
-REQUEST_STATES = ("started", "enabled", "stopped", "disabled", "ignored")
+# Proxmox's order for --state: started, its alias enabled, then the others
+REQUEST_STATES = (REQUESTED_STATES[0], *REQUESTED_STATE_ALIASES, *REQUESTED_STATES[1:])
 
 
 class _Unavailable(click.ClickException):
@@ -350,7 +352,7 @@ def _rules_list(kind: str | None, resource: str | None, output_format: str, conf
 
 
 @rules.command(name="list")
-@click.option("--type", "kind", type=click.Choice(["node-affinity", "resource-affinity"]), default=None)
+@click.option("--type", "kind", type=click.Choice(RULE_TYPES), default=None)
 @click.option("--resource", default=None, help="Only rules that name this resource.")
 @output_format_option
 def rules_list(kind: str | None, resource: str | None, output_format: str) -> None:
@@ -359,7 +361,7 @@ def rules_list(kind: str | None, resource: str | None, output_format: str) -> No
 
 
 @rules.command(name="config")
-@click.option("--type", "kind", type=click.Choice(["node-affinity", "resource-affinity"]), default=None)
+@click.option("--type", "kind", type=click.Choice(RULE_TYPES), default=None)
 @click.option("--resource", default=None, help="Only rules that name this resource.")
 @output_format_option
 def rules_config(kind: str | None, resource: str | None, output_format: str) -> None:
@@ -372,7 +374,7 @@ def rule_options(f: Any) -> Any:
         click.option("--resources", default=None, metavar="SID,...", help="Resources the rule applies to."),
         click.option("--nodes", default=None, metavar="NODE[:PRIO],...", help="node-affinity: nodes."),
         bool_option("--strict", "node-affinity: only the listed nodes may run the resources."),
-        click.option("--affinity", type=click.Choice(["positive", "negative"]), default=None,
+        click.option("--affinity", type=click.Choice(AFFINITIES), default=None,
                      help="resource-affinity: keep together (positive) or apart (negative)."),
         bool_option("--disable", "Keep the rule but do not apply it."),
         click.option("--comment", default=None, help="Description."),
@@ -382,7 +384,7 @@ def rule_options(f: Any) -> Any:
     return f
 
 
-RULE_TYPE = click.Choice(["node-affinity", "resource-affinity"])
+RULE_TYPE = click.Choice(RULE_TYPES)
 
 
 @rules.command(name="add")

@@ -9,6 +9,8 @@ import json
 import time
 from typing import Any
 
+from harepl.core.vocabulary import DATACENTER_DEFAULTS
+
 OUTPUT_FORMATS = ("text", "json", "json-pretty")
 
 
@@ -124,7 +126,7 @@ def events_text(events: list[dict[str, Any]]) -> str:
 
 
 # what an unset datacenter HA setting means (Proxmox's defaults)
-DC_DEFAULTS: dict[str, dict[str, Any]] = {"ha": {"shutdown_policy": "conditional"}, "crs": {"ha": "basic"}}
+DC_DEFAULTS: dict[str, dict[str, Any]] = {section: dict(values) for section, values in DATACENTER_DEFAULTS.items()}
 
 
 def property_string(values: dict[str, Any]) -> str:

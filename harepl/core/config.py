@@ -1,9 +1,11 @@
 """Configuration parsing and normalisation (pure; text and dicts in, typed dicts out).
 
-- service config: Proxmox's resources.cfg semantics (state 'enabled' -> 'started',
-  defaults max_restart=1, max_relocate=1, failback=True, type from the sid prefix);
+- service config of a simulator scenario: Proxmox's simulator's semantics (a missing
+  state is 'disabled', `vocabulary.SCENARIO_DEFAULT_REQUESTED_STATE`; 'enabled' ->
+  'started'; defaults max_restart=1, max_relocate=1, failback=True; type from the sid
+  prefix);
 - groups / rules: Proxmox's section-config text format (`group: NAME` + indented
-  `key value` lines) or the already-parsed dict shape of CONTRACTS.md;
+  `key value` lines) or the already-parsed dict shape (`harepl.core.types`);
 - groups -> node-affinity rules, as current Proxmox migrates them.
 """
 
@@ -14,9 +16,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from harepl.core.types import GroupConfig, RuleConfig, ServiceConfig
+from harepl.core.vocabulary import (
+    AFFINITIES,
+    NODE_NAME_RE,
+    REQUESTED_STATE_ALIASES,
+    REQUESTED_STATES,
+    RULE_TYPES,
+    SCENARIO_DEFAULT_REQUESTED_STATE,
+    SERVICE_DEFAULTS,
+    SID_RE,
+    Affinity,
+    RuleType,
+)
 
-SID_RE = re.compile(r"^(?P<type>[a-z][a-z0-9_-]*):(?P<name>[A-Za-z0-9_.@-]+)$")
-NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+NODE_RE = NODE_NAME_RE  # the one node-name rule (harepl.core.vocabulary)
 
 
 class ConfigError(ValueError):
@@ -57,18 +70,19 @@ def normalize_service(sid: str, raw: Mapping[str, Any]) -> ServiceConfig:
     node = raw.get("node")
     if not isinstance(node, str) or not node:
         raise ConfigError(f"service '{sid}' without assigned node")
-    state = str(raw.get("state") or "disabled")
-    if state == "enabled":
-        state = "started"
-    if state not in ("started", "stopped", "disabled", "ignored"):
+    state = str(raw.get("state") or SCENARIO_DEFAULT_REQUESTED_STATE)
+    state = str(REQUESTED_STATE_ALIASES.get(state, state))
+    if state not in REQUESTED_STATES:
         raise ConfigError(f"service '{sid}': unknown requested state '{state}'")
     cfg: ServiceConfig = {
         "type": str(raw.get("type") or stype),
         "state": state,
         "node": node,
-        "max_restart": _as_int(raw.get("max_restart", 1), f"service '{sid}' max_restart"),
-        "max_relocate": _as_int(raw.get("max_relocate", 1), f"service '{sid}' max_relocate"),
-        "failback": _as_bool(raw.get("failback", True), f"service '{sid}' failback"),
+        "max_restart": _as_int(raw.get("max_restart", SERVICE_DEFAULTS["max_restart"]),
+                               f"service '{sid}' max_restart"),
+        "max_relocate": _as_int(raw.get("max_relocate", SERVICE_DEFAULTS["max_relocate"]),
+                                f"service '{sid}' max_relocate"),
+        "failback": _as_bool(raw.get("failback", SERVICE_DEFAULTS["failback"]), f"service '{sid}' failback"),
     }
     for key in ("group", "comment", "lock"):
         if raw.get(key) is not None:
@@ -150,7 +164,7 @@ def parse_rules(data: str | Mapping[str, Any]) -> dict[str, RuleConfig]:
     else:
         items = [(str(r.get("type", "")), rid, r) for rid, r in data.items()]
     for rtype, rid, props in items:
-        if rtype not in ("node-affinity", "resource-affinity"):
+        if rtype not in RULE_TYPES:
             raise ConfigError(f"rules: unknown rule type '{rtype}' for rule '{rid}'")
         res = props.get("resources", [])
         resources = [s for s in re.split(r"[,;\s]+", res) if s] if isinstance(res, str) else list(res)
@@ -162,16 +176,16 @@ def parse_rules(data: str | Mapping[str, Any]) -> dict[str, RuleConfig]:
             "strict": _as_bool(props.get("strict", False), f"rule '{rid}' strict"),
             "disable": _as_bool(props.get("disable", False), f"rule '{rid}' disable"),
         }
-        if rtype == "node-affinity":
+        if rtype == RuleType.NODE_AFFINITY:
             nodes = props.get("nodes", "")
             rule["nodes"] = (
                 parse_node_priorities(nodes, f"rule '{rid}'") if isinstance(nodes, str)
                 else {str(n): _as_int(p, f"rule '{rid}'") for n, p in dict(nodes).items()}
             )
-            rule["affinity"] = str(props.get("affinity", "positive"))
+            rule["affinity"] = str(props.get("affinity", Affinity.POSITIVE))
         else:
             rule["affinity"] = str(props.get("affinity", ""))
-            if rule["affinity"] not in ("positive", "negative"):
+            if rule["affinity"] not in AFFINITIES:
                 raise ConfigError(f"rule '{rid}': affinity must be positive or negative")
         rules[rid] = rule
     return rules
@@ -189,11 +203,11 @@ def groups_to_rules(
             continue
         g = groups[gid]
         rules[f"ha-group-{gid}"] = {
-            "type": "node-affinity",
+            "type": RuleType.NODE_AFFINITY.value,
             "resources": members,
             "nodes": dict(g.get("nodes", {})),
             "strict": bool(g.get("restricted", False)),
-            "affinity": "positive",
+            "affinity": Affinity.POSITIVE.value,
             "disable": False,
         }
     return rules

@@ -32,6 +32,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from harepl.core.vocabulary import COMMITTED_NAME_RE, NODE_NAME_RULE, is_node_name
 from harepl.runtime.api.errors import ApiError
 from harepl.runtime.config import ConfigError, Member, _hostport
 from harepl.store import reads
@@ -44,8 +45,19 @@ class MembershipError(ApiError):
 
 
 def check_name(node: Any) -> str:
-    if not isinstance(node, str) or not node or not all(c.isalnum() or c in "-_." for c in node):
-        raise MembershipError(400, f"invalid node name {node!r} (letters, digits, '-', '_' or '.')")
+    """A name that may name a node of the store's list (`COMMITTED_NAME_RE`: nodes named
+    before the node-name rule was Proxmox's stay reachable); a new node is also held to
+    `check_new_name`."""
+    if not isinstance(node, str) or not COMMITTED_NAME_RE.match(node):
+        raise MembershipError(400, f"invalid node name {node!r} ({NODE_NAME_RULE})")
+    return node
+
+
+def check_new_name(node: str) -> str:
+    """A node name new to the cluster: Proxmox's rule (harepl.core.vocabulary.NODE_NAME_RE:
+    no '_' or '.')."""
+    if not is_node_name(node):
+        raise MembershipError(400, f"invalid node name {node!r} ({NODE_NAME_RULE})")
     return node
 
 
@@ -172,6 +184,8 @@ class Membership:
         self._begin()
         try:
             nodes, raft = self._precheck(("add", addr))
+            if node not in nodes:
+                check_new_name(node)
             if node in nodes and nodes[node] != addr:
                 raise MembershipError(409, f"node '{node}' already exists (raft address {nodes[node]})")
             other = next((n for n, a in nodes.items() if a == addr and n != node), None)

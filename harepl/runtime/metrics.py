@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from harepl.core import vocabulary
+
 if TYPE_CHECKING:
     from harepl.runtime.api.backend import ClusterState
 
-NODE_STATES = ["online", "maintenance", "unknown", "fence", "gone"]
-SERVICE_STATES = ["stopped", "request_stop", "request_start", "request_start_balance", "started",
-                  "fence", "recovery", "freeze", "migrate", "relocate", "error"]
+# the Enum metrics' states: the vocabulary's, in its order
+NODE_STATES = list(vocabulary.NODE_STATES)
+SERVICE_STATES = list(vocabulary.SERVICE_STATES)
 AGENT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 

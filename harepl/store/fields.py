@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harepl.core.vocabulary import COMMITTED_NAME_RE
+
 from .envelope import Check, CommandError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+#: the names a command may carry: frozen with the log (new input is held to the stricter
+#: rules of harepl.core.vocabulary where it enters: API, CLI)
+NAME_RE = COMMITTED_NAME_RE
 
 
 def name(field: str, v: Any) -> str:

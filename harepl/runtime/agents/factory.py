@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harepl.core.vocabulary import SERVICE_TYPES
+
 from .base import Agent, AgentConfigError
 from .exec_agent import ExecAgent
 from .ocf import OcfAgent
 from .systemd import SystemdAgent
-
-SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
 
 # backend -> (OCF agent, required params) for vm/ct
 OCF_BACKENDS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {

@@ -1,8 +1,14 @@
-"""Pure validation of API request bodies into CONTRACTS.md shapes and write commands.
+"""Pure validation of API request bodies into the store's shapes (`harepl.core.types`)
+and write commands (`harepl.store.vocabulary`).
 
 Every function takes plain JSON values (and the current ClusterState where references
 must be checked) and returns a normalised value or raises ApiError with one clear line.
 Nothing here does I/O, so a bad request is refused before anything is submitted.
+
+The values, defaults and name rules are harepl.core.vocabulary's. This is where new input
+enters, so it is where a rule is held tighter than the store's (which must accept what it
+committed before): a new node name follows Proxmox's (no '_' or '.'), while a node the
+cluster already has is accepted by its name.
 """
 
 from __future__ import annotations
@@ -11,30 +17,45 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harepl.core.vocabulary import (
+    AFFINITIES,
+    CONFIG_ID_RE,
+    DEFAULT_REQUESTED_STATE,
+    GROUP_DELETABLE,
+    NODE_NAME_RE,
+    NODE_NAME_RULE,
+    REQUESTED_STATE_ALIASES,
+    REQUESTED_STATES,
+    RESOURCE_DELETABLE,
+    RULE_DELETABLE,
+    RULE_TYPES,
+    SERVICE_DEFAULTS,
+    SERVICE_TYPES,
+    SID_NAME_RE,
+    VMID_RE,
+    RuleType,
+    ServiceState,
+    requested_state,
+)
 from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import ApiError, bad_request, conflict, not_found
 from harepl.store.reads import digest
 from harepl.store.vocabulary import DIGEST_MISMATCH
 
-SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
-REQUEST_STATES = ("started", "stopped", "disabled", "ignored")
-STATE_ALIASES = {"enabled": "started"}
-RULE_TYPES = ("node-affinity", "resource-affinity")
-AFFINITIES = ("positive", "negative")
+# the vocabulary's names, as this module has always exported them (routes use them)
+REQUEST_STATES = REQUESTED_STATES
+STATE_ALIASES = REQUESTED_STATE_ALIASES
+__all__ = ["AFFINITIES", "REQUEST_STATES", "RULE_TYPES", "SERVICE_TYPES", "STATE_ALIASES", "ApiError"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,119}$")
-_VMID_RE = re.compile(r"^[1-9][0-9]{0,8}$")
-_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
-_NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-_.]{0,62})$")
 _PARAM_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_COMMENT = 4096
 MAX_PARAM_VALUE = 4096
 
 # resource keys a client may send (sid/type come from the path/sid)
 RESOURCE_KEYS = ("state", "node", "group", "max_restart", "max_relocate", "failback", "comment", "params")
-RESOURCE_DELETABLE = ("group", "comment", "max_restart", "max_relocate", "failback")
-# the store deletes only optional keys; deleting one of these means "back to the default"
-RESOURCE_DEFAULTS: dict[str, Any] = {"max_restart": 1, "max_relocate": 1, "failback": True}
+# RESOURCE_DELETABLE: the vocabulary's, the same list the store's resource_update takes;
+# deleting one of these means "back to the default"
+RESOURCE_DEFAULTS: dict[str, Any] = {k: v for k, v in SERVICE_DEFAULTS.items() if k != "state"}
 GROUP_KEYS = ("nodes", "restricted", "nofailback", "comment")
 RULE_KEYS = ("type", "resources", "nodes", "strict", "affinity", "disable", "comment")
 
@@ -45,7 +66,7 @@ def parse_sid(raw: Any) -> str:
     """'vm:100', 'exec:web', or a bare VMID ('100' means vm:100, as in Proxmox)."""
     if not isinstance(raw, str) or not raw:
         raise bad_request("sid must be a string like 'exec:web' or 'vm:100'")
-    if _VMID_RE.match(raw):
+    if VMID_RE.match(raw):
         return f"vm:{raw}"
     kind, sep, name = raw.partition(":")
     if not sep:
@@ -53,9 +74,9 @@ def parse_sid(raw: Any) -> str:
     if kind not in SERVICE_TYPES:
         raise bad_request(f"invalid sid '{raw}': unknown service type '{kind}' "
                           f"(one of {', '.join(SERVICE_TYPES)})")
-    if kind in ("vm", "ct") and not _VMID_RE.match(name):
+    if kind in ("vm", "ct") and not VMID_RE.match(name):
         raise bad_request(f"invalid sid '{raw}': {kind} needs a numeric id, e.g. '{kind}:100'")
-    if not _NAME_RE.match(name):
+    if not SID_NAME_RE.match(name):
         raise bad_request(f"invalid sid '{raw}': name may use letters, digits and _ . @ -")
     return f"{kind}:{name}"
 
@@ -83,10 +104,10 @@ def parse_int(raw: Any, what: str, minimum: int = 0, maximum: int = 1_000_000) -
 
 
 def parse_state(raw: Any) -> str:
-    state = STATE_ALIASES.get(raw, raw) if isinstance(raw, str) else raw
-    if state not in REQUEST_STATES:
+    state = requested_state(raw)
+    if state is None:
         raise bad_request(f"state must be one of started (enabled), stopped, disabled, ignored; got {raw!r}")
-    return str(state)
+    return state
 
 
 def parse_comment(raw: Any) -> str:
@@ -98,15 +119,18 @@ def parse_comment(raw: Any) -> str:
 
 
 def parse_node_name(raw: Any, state: ClusterState | None, what: str = "node") -> str:
-    if not isinstance(raw, str) or not _NODE_RE.match(raw):
-        raise bad_request(f"invalid {what} name {raw!r}")
+    """A node of the cluster (by its name, whatever rule it was named under), or a new
+    name that follows the node-name rule (Proxmox's: letters, digits, '-')."""
+    known = state is not None and isinstance(raw, str) and raw in state.nodes
+    if not isinstance(raw, str) or not (known or NODE_NAME_RE.match(raw)):
+        raise bad_request(f"invalid {what} name {raw!r}: {NODE_NAME_RULE}")
     if state is not None and state.nodes and raw not in state.nodes:
         raise bad_request(f"no such cluster node '{raw}'")
     return raw
 
 
 def parse_id(raw: Any, what: str) -> str:
-    if not isinstance(raw, str) or not _ID_RE.match(raw):
+    if not isinstance(raw, str) or not CONFIG_ID_RE.match(raw):
         raise bad_request(f"invalid {what} {raw!r}: start with a letter, then letters, digits, _ . -")
     return raw
 
@@ -243,7 +267,8 @@ def resource_add(body: Any, state: ClusterState) -> dict[str, Any]:
         raise bad_request(f"type '{body['type']}' does not match sid '{sid}'")
     if sid in state.resources:
         raise conflict(f"resource ID '{sid}' already defined")
-    config: dict[str, Any] = {"type": kind, "state": "started", "node": state.node, **RESOURCE_DEFAULTS}
+    config: dict[str, Any] = {"type": kind, "state": DEFAULT_REQUESTED_STATE, "node": state.node,
+                              **RESOURCE_DEFAULTS}
     config.update(_resource_fields(body, state))
     config.setdefault("params", {})
     check_agent_params(sid, config)
@@ -262,7 +287,7 @@ def existing_sid(raw: Any, state: ClusterState) -> str:
 def _check_not_error(sid: str, state: ClusterState, requested: str | None = None) -> None:
     """Proxmox: a service in `error` must be disabled (and fixed) before anything else."""
     status = state.manager_status.get("service_status", {}).get(sid, {})
-    if status.get("state") == "error" and requested != "disabled":
+    if status.get("state") == ServiceState.ERROR and requested != "disabled":
         raise conflict(f"service '{sid}' in error state, must be disabled and fixed first")
 
 
@@ -289,7 +314,9 @@ def resource_set(raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]
     params = {**(current.get("params") or {}), **changes.get("params", {})}
     merged = {**current, **changes}
     for key in delete:
-        if key.startswith("params."):
+        if key == "params":
+            params = {}
+        elif key.startswith("params."):
             params.pop(key[len("params."):], None)
         elif key in RESOURCE_DEFAULTS:
             merged[key] = RESOURCE_DEFAULTS[key]
@@ -370,7 +397,7 @@ def group_set(raw_name: Any, body: Any, state: ClusterState) -> dict[str, Any]:
     body = _require_object(body, ("delete", "digest", *GROUP_KEYS), "group")
     seen = parse_digest(body, state.groups[name])
     changes = _group_fields({k: v for k, v in body.items() if k not in ("delete", "digest")}, state)
-    delete = _parse_delete(body.get("delete"), ("comment", "restricted", "nofailback"))
+    delete = _parse_delete(body.get("delete"), GROUP_DELETABLE)
     if not changes and not delete:
         raise bad_request("nothing to change")
     both = sorted(set(changes) & set(delete))
@@ -428,7 +455,7 @@ def _check_rule_shape(rule_id: str, config: dict[str, Any]) -> None:
     kind = config["type"]
     if "resources" not in config:
         raise bad_request(f"rule '{rule_id}' needs resources")
-    if kind == "node-affinity":
+    if kind == RuleType.NODE_AFFINITY:
         if "nodes" not in config:
             raise bad_request(f"node-affinity rule '{rule_id}' needs nodes")
         if "affinity" in config:
@@ -452,7 +479,7 @@ def rule_add(body: Any, state: ClusterState) -> dict[str, Any]:
     config: dict[str, Any] = {"type": body["type"]}
     config.update(_rule_fields({k: v for k, v in body.items() if k not in ("rule", "type")}, state))
     _check_rule_shape(rule_id, config)
-    if config["type"] == "node-affinity":
+    if config["type"] == RuleType.NODE_AFFINITY:
         config.setdefault("strict", False)
     return {"op": "rule_set", "rule_id": rule_id, "rule": config}
 
@@ -468,7 +495,7 @@ def rule_set(raw_id: Any, body: Any, state: ClusterState) -> dict[str, Any]:
         raise bad_request(f"rule '{rule_id}' is of type {current.get('type')}; its type cannot change")
     seen = parse_digest(body, current)
     changes = _rule_fields({k: v for k, v in body.items() if k not in ("type", "delete", "digest")}, state)
-    delete = _parse_delete(body.get("delete"), ("comment", "disable", "strict"))
+    delete = _parse_delete(body.get("delete"), RULE_DELETABLE)
     both = sorted(set(changes) & set(delete))
     if both:
         raise bad_request(f"cannot set and delete '{both[0]}' at once")
@@ -492,5 +519,3 @@ def rule_remove(raw_id: Any, state: ClusterState) -> dict[str, Any]:
         raise not_found(f"HA rule '{rule_id}' does not exist")
     return {"op": "rule_remove", "rule_id": rule_id}
 
-
-__all__ = ["ApiError"]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from harepl.core.vocabulary import CRS_MODES, SHUTDOWN_POLICIES
+
 from .. import reads
 from ..envelope import Check, CommandError, Op, optional, required
 from ..fields import boolean, choice, name_list, obj
 from .common import DIGEST, EPOCH, Rejected, canon, check_digest, fence_optional
 
-SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
-CRS_MODES = ("basic", "static")
 REBALANCE_METHODS = ("exhaustive", "topsis")
 
 

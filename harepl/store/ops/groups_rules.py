@@ -12,16 +12,17 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from harepl.core.vocabulary import AFFINITIES, GROUP_DELETABLE, RULE_DELETABLE, RULE_TYPES, RuleType
+
 from .. import reads
 from ..envelope import CommandError, Op, optional, required
 from ..fields import boolean, deletable, name, node_prios, obj, string
 from .common import DIGEST, EPOCH, Rejected, canon, check_digest, edit, fence_optional
 
 GROUP_KEYS = ("nodes", "restricted", "nofailback", "comment")
-#: what group_update may delete (restricted / nofailback go back to false)
-GROUP_DELETABLE = ("comment", "restricted", "nofailback")
 RULE_CHANGE_KEYS = ("resources", "nodes", "strict", "affinity", "disable", "comment")
-RULE_DELETABLE = ("comment", "disable", "strict")
+# GROUP_DELETABLE (restricted / nofailback go back to false), RULE_DELETABLE, the rule
+# types and affinities are harepl.core.vocabulary's
 
 
 # -- groups ------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ GROUP_REMOVE = Op("group_remove", _group_remove, since=1, fields={"name": requir
 
 def _rule(field: str, v: Any) -> dict[str, Any]:
     d = dict(obj(field, v))
-    if d.get("type") not in ("node-affinity", "resource-affinity"):
+    if d.get("type") not in RULE_TYPES:
         raise CommandError(f"{field}.type: expected node-affinity or resource-affinity")
     res = d.get("resources", [])
     if not isinstance(res, list) or not all(isinstance(s, str) for s in res):
@@ -129,7 +130,7 @@ def _rule(field: str, v: Any) -> dict[str, Any]:
         node_prios(f"{field}.nodes", d["nodes"])
     if "strict" in d:
         d["strict"] = boolean(f"{field}.strict", d["strict"])
-    if "affinity" in d and d["affinity"] not in ("positive", "negative"):
+    if "affinity" in d and d["affinity"] not in AFFINITIES:
         raise CommandError(f"{field}.affinity: expected positive or negative")
     if "disable" in d:
         d["disable"] = boolean(f"{field}.disable", d["disable"])
@@ -142,7 +143,7 @@ def _rule_changes(field: str, v: Any) -> dict[str, Any]:
     if unknown:
         extra = " (a rule's type cannot change)" if "type" in unknown else ""
         raise CommandError(f"{field}: unknown key(s) {', '.join(unknown)}{extra}")
-    checked = _rule(field, {**d, "type": "node-affinity"})  # the per-field checks of a rule
+    checked = _rule(field, {**d, "type": RuleType.NODE_AFFINITY.value})  # the per-field checks of a rule
     if "comment" in d:
         string(f"{field}.comment", d["comment"])
     return {k: checked[k] for k in d}
@@ -151,7 +152,7 @@ def _rule_changes(field: str, v: Any) -> dict[str, Any]:
 def _rule_shape(rule_id: str, rule: dict[str, Any]) -> None:
     if not rule.get("resources"):
         raise Rejected("invalid", f"rule {rule_id!r} needs resources")
-    if rule["type"] == "node-affinity":
+    if rule["type"] == RuleType.NODE_AFFINITY:
         if not rule.get("nodes") or "affinity" in rule:
             raise Rejected("invalid", f"node-affinity rule {rule_id!r} needs nodes and takes no affinity")
     elif "affinity" not in rule or len(rule["resources"]) < 2 or "nodes" in rule or "strict" in rule:

@@ -11,19 +11,25 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from harepl.core.vocabulary import (
+    REQUESTED_STATE_ALIASES,
+    REQUESTED_STATES,
+    RESOURCE_DELETABLE,
+    SERVICE_DEFAULTS,
+    SERVICE_KEYS,
+    SERVICE_TYPES,
+)
+
 from .. import reads
 from ..envelope import CommandError, Op, agent_lease, optional, required
 from ..fields import boolean, count, deletable, name, name_list, obj, string
 from .common import DIGEST, EPOCH, Rejected, canon, check_digest, edit, fence, fence_optional
 
-SERVICE_TYPES = ("vm", "ct", "fa", "exec", "ocf", "systemd")
-REQUESTED_STATES = ("started", "stopped", "disabled", "ignored")
-SERVICE_KEYS = ("type", "state", "node", "group", "max_restart", "max_relocate", "failback", "comment",
-                "params")
-#: what resource_update may delete (the defaulted keys go back to their default)
-RES_DELETABLE = ("group", "comment", "params", "max_restart", "max_relocate", "failback")
-
-_RES_DEFAULTS = {"state": "started", "max_restart": 1, "max_relocate": 1, "failback": True}
+# The vocabulary (types, requested states, keys, defaults, what resource_update may
+# delete) is harepl.core.vocabulary's; a service added without ``state`` is started
+# (Proxmox's Config.pm read_and_check_resources_config).  Changing one of them changes
+# what `apply` decides for committed entries: see that module's rules first.
+_RES_DEFAULTS = SERVICE_DEFAULTS
 #: what resource_set (version 1) may delete
 _RES_OPTIONAL = ("group", "comment", "params")
 
@@ -35,8 +41,8 @@ def service_config(field: str, v: Any, partial: bool = False) -> dict[str, Any]:
     if unknown:
         raise CommandError(f"{field}: unknown key(s) {', '.join(unknown)}")
     if "state" in d:
-        if d["state"] == "enabled":
-            d["state"] = "started"
+        if isinstance(d["state"], str) and d["state"] in REQUESTED_STATE_ALIASES:
+            d["state"] = REQUESTED_STATE_ALIASES[d["state"]].value  # "enabled" is "started"
         if d["state"] not in REQUESTED_STATES:
             raise CommandError(f"{field}.state: expected one of {', '.join(REQUESTED_STATES)}")
     if "type" in d and d["type"] not in SERVICE_TYPES:
@@ -158,7 +164,7 @@ def _update(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
 
 UPDATE = Op("resource_update", _update, since=2, fields={
     "sid": required(name), "changes": required(_service_changes),
-    "delete": optional(deletable(RES_DELETABLE, "params.")), "epoch": EPOCH, "digest": DIGEST})
+    "delete": optional(deletable(RESOURCE_DELETABLE, "params.")), "epoch": EPOCH, "digest": DIGEST})
 
 
 def _move(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
