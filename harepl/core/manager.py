@@ -160,7 +160,7 @@ class Manager:
         self.services.recompute_usage(self.ns.list_online_nodes(), self.scheduler, self.view, self._log)
         key = manager_io.rules_key(view, self.sc, self.ns.list_nodes())
         if key != self._compiled_key:
-            self.compiled = manager_io.compile_all_rules(view, self.sc, self.ns.list_nodes())
+            self.compiled = manager_io.compile_all_rules(view, self.sc, self.ns.list_nodes(), self._log)
             self._compiled_key = key
         self._apply_commands(view)
         if self.requests.disarm is None and not self.requests.rearmed_this_round:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harepl.core import config as cfgmod
-from harepl.core.placement import CompiledRules, compile_rules
+from harepl.core.placement import CompiledRules, compile_checked
 from harepl.core.types import (
     DatacenterConfig,
     Effect,
@@ -126,11 +126,18 @@ def rules_key(view: ManagerView, sc: Mapping[str, ServiceConfig], nodes: list[st
             repr(sorted((s, c.get("group")) for s, c in sc.items())), tuple(nodes))
 
 
-def compile_all_rules(view: ManagerView, sc: Mapping[str, ServiceConfig], nodes: list[str]) -> CompiledRules:
-    """The rules and the groups (node-affinity rules in current Proxmox), compiled."""
+def compile_all_rules(view: ManagerView, sc: Mapping[str, ServiceConfig], nodes: list[str],
+                      log: Log | None = None) -> CompiledRules:
+    """The rules and the groups (node-affinity rules in current Proxmox), checked and
+    compiled; every infeasible rule is left out and logged ("Drop rule 'ID', because
+    ...", as Proxmox's CRM whenever the rules, groups, services or nodes change)."""
     rules = dict(view.rules)
     rules.update(cfgmod.groups_to_rules(view.groups, dict(sc)))
-    return compile_rules(rules, nodes)
+    compiled, checked = compile_checked(rules, nodes)
+    if log is not None:
+        for message in checked.messages:
+            log("info", message)
+    return compiled
 
 
 @dataclass(frozen=True)

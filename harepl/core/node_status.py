@@ -7,7 +7,7 @@ fence       must be fenced before its services may be recovered
 gone        vanished from the cluster's member list
 
 Fencing is acknowledged only by taking the node's lease (`fence_lock`), which the store
-grants only after the lease expired (DESIGN.md §1).
+grants only after the lease expired (docs/safety.md, "Leases").
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harepl.core import rules as rules_mod
+from harepl.core.rules import Transformed
 from harepl.core.types import RuleConfig, ServiceConfig, ServiceStatus
 
 NodePreference = Literal["none", "best-score", "try-next"]
@@ -146,57 +148,19 @@ class CompiledRules:
 
 
 def compile_rules(rules: Mapping[str, RuleConfig], cluster_nodes: Iterable[str]) -> CompiledRules:
-    nodes = sorted(cluster_nodes)
-    node_aff: dict[str, dict[str, int]] = {}
-    pos: dict[str, set[str]] = {}
-    neg: dict[str, set[str]] = {}
-    for rid in sorted(rules):
-        rule = rules[rid]
-        if rule.get("disable"):
-            continue
-        resources = list(rule.get("resources", []))
-        if rule.get("type") == "node-affinity":
-            eff = dict(rule.get("nodes", {}))
-            if rule.get("affinity") == "negative":
-                eff = {n: 0 for n in nodes if n not in eff}
-            if not rule.get("strict"):
-                for n in nodes:
-                    eff.setdefault(n, -1)
-            for sid in resources:
-                node_aff[sid] = eff
-        elif rule.get("type") == "resource-affinity":
-            target = pos if rule.get("affinity") == "positive" else neg
-            for sid in resources:
-                target.setdefault(sid, set()).update(s for s in resources if s != sid)
-    # connected positive rules merge into one group (positive affinity is transitive)
-    comp: dict[str, set[str]] = {}
-    for sid in sorted(pos):
-        group = {sid} | pos[sid]
-        for member in list(group):
-            group |= comp.get(member, set())
-        for member in group:
-            comp[member] = group
-    for sid, group in comp.items():
-        pos[sid] = group - {sid}
-    # implicit negative affinity (Proxmox's transform): if some members of a positive
-    # group must stay apart from C, every other member of the group must too
-    direct_neg = {k: set(v) for k, v in neg.items()}
-    groups = {frozenset(g) for g in comp.values()}
-    for frozen in sorted(groups, key=sorted):
-        group = set(frozen)
-        separated_from: dict[str, set[str]] = {}
-        for sid in group:
-            for csid in direct_neg.get(sid, ()):
-                separated_from.setdefault(csid, set()).add(sid)
-        for csid in sorted(separated_from):
-            for sid in sorted(group - separated_from[csid]):
-                neg.setdefault(sid, set()).add(csid)
-                neg.setdefault(csid, set()).add(sid)
-    return CompiledRules(
-        node_affinity=node_aff,
-        positive={k: frozenset(v) for k, v in pos.items()},
-        negative={k: frozenset(v) for k, v in neg.items()},
-    )
+    """The feasible rules, canonicalized and compiled (infeasible ones left out)."""
+    return compile_checked(rules, cluster_nodes)[0]
+
+
+def compile_checked(
+    rules: Mapping[str, RuleConfig], cluster_nodes: Iterable[str]
+) -> tuple[CompiledRules, Transformed]:
+    """As compile_rules, with the checker's verdict (errors per rule, the CRM's 'Drop
+    rule' lines): Proxmox's `Rules->transform` then `Rules->compile`."""
+    nodes = sorted(set(cluster_nodes))
+    checked = rules_mod.transform(rules, nodes)
+    c = rules_mod.compile_transformed(checked.rules, nodes)
+    return CompiledRules(node_affinity=c.node_affinity, positive=c.positive, negative=c.negative), checked
 
 
 def get_node_affinity(

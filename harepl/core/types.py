@@ -2,7 +2,7 @@
 
 All of them are plain JSON-able dicts (TypedDicts), with exactly the keys Proxmox's
 `Manager.pm` / `LRM.pm` keep, so a manager_status written by harepl reads like one written
-by `pve-ha-crm`. See /work/wt/notes/CONTRACTS.md.
+by `pve-ha-crm`. See docs/design.md, section 3.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 States: wait_for_quorum, master (holds the manager lease and runs the Manager),
 slave (quorate, another node is master), lost_manager_lock. The master needs no watchdog
 of its own in harepl: its writes carry the manager epoch and are rejected once deposed
-(DESIGN.md §1); we still keep Proxmox's state sequence.
+(docs/safety.md); we still keep Proxmox's state sequence.
 """
 
 from __future__ import annotations

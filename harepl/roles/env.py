@@ -1,6 +1,6 @@
 """The `Env`: the one door between the CRM/LRM roles and the world.
 
-Modeled on Proxmox's `PVE::HA::Env`, adapted to harepl's lease/epoch design (DESIGN.md §1).
+Modeled on Proxmox's `PVE::HA::Env`, adapted to harepl's lease/epoch design (docs/safety.md).
 Two implementations exist: the simulator's (`harepl.sim`, in memory, virtual clock) and the
 runtime's (over the Raft-replicated store). The roles (`harepl.roles.crm`, `.lrm`) must not
 assume anything that only holds in one of them: every write may be rejected, every read may
@@ -130,7 +130,7 @@ class Env(Protocol):
         pmxcfs failure)."""
         ...
 
-    # --- leases (DESIGN.md §1) --------------------------------------------------------------
+    # --- leases (docs/safety.md) ------------------------------------------------------------
 
     def get_ha_manager_lock(self) -> bool:
         """Acquire or renew the manager lease (`ha_manager_lock`). True iff this node holds

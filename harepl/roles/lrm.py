@@ -187,7 +187,7 @@ class LRM:
         finally:
             env.loop_end_hook()
 
-    # --- guarding what runs here (beyond Proxmox: DESIGN.md section 1, "going beyond") ------
+    # --- guarding what runs here (beyond Proxmox: docs/safety.md, "Lease lapse") ------------
 
     def _guard_services(self) -> None:
         """After each round: restart services the monitor found dead; stop everything when

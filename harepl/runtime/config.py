@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Timing:
-    """Loop and lease timings (DESIGN.md §1). All durations in seconds."""
+    """Loop and lease timings (docs/safety.md, "Leases"). All durations in seconds."""
 
     loop_s: float
     lease_local_s: float
@@ -61,7 +61,7 @@ class Timing:
             )
 
 
-# DESIGN.md §1. `pve` replays Proxmox's timings (10 s loop, 60 s watchdog, 120 s lock).
+# docs/safety.md has this table. `pve` replays Proxmox's timings (10 s loop, 60 s watchdog, 120 s lock).
 PROFILES: dict[str, Timing] = {
     "default": Timing(loop_s=1.0, lease_local_s=5.0, watchdog_s=10.0, lease_timeout_s=20.0,
                       margin_s=2.0, max_workers=4),

@@ -4,7 +4,7 @@
 Threads: pysyncobj's tick thread (store), one loop thread per role, the API server's
 threads, agent workers. Roles talk to the world only through their `RuntimeEnv`.
 
-Beyond Proxmox's LRM (DESIGN.md §1 "going beyond"), in the LRM role itself
+Beyond Proxmox's LRM (docs/safety.md, "Lease lapse"), in the LRM role itself
 (`harepl.roles.lrm.LRM._guard_services`, the same code the simulator runs): when the
 node lease stops being locally valid with the watchdog armed, every local service is
 stopped at once and the watchdog closed cleanly only if all are confirmed stopped in

@@ -5,7 +5,7 @@ lease judges (this node's monotonic observations of every lease), this node's ow
 lease, its agents and its watchdog. Each role gets its own `RuntimeEnv` (Proxmox does the
 same): the CRM's env holds the manager lease, the LRM's env drives the node lease.
 
-Leases (DESIGN.md §1), all on `time.monotonic()`:
+Leases (docs/safety.md), all on `time.monotonic()`:
 - The node lease `agent:<node>` is renewed by a keeper thread once per loop (at once
   again after a failure), whether or not services run: its renewals are also how the other
   nodes see this node alive (`get_node_info`), and every lrm_status write carries its

@@ -47,7 +47,7 @@ PROFILES: dict[str, Profile] = {
     # Proxmox's regression-test timing and decisions: replays its scenarios decision for
     # decision, including where harepl's own policy is safer (core/policy.py)
     "pve": Profile("pve", 20, 1, 120, 60, 60, 10, 10, 5, 500, 20, policy=PVE),
-    # harepl's own timings (DESIGN.md table); lease_timeout > lease_local + watchdog + margin
+    # harepl's own timings (docs/safety.md table); lease_timeout > lease_local + watchdog + margin
     "default": Profile("default", 1, 0.05, 20, 10, 5, 1, 1, 0.5, 60, 5, time_format="{:8.2f}"),
     "fast": Profile("fast", 0.5, 0.02, 7, 3, 2, 0.5, 0.5, 0.25, 30, 2, time_format="{:8.2f}"),
     # pve timings with harepl's policy, and resource actions run asynchronously (each

@@ -1,4 +1,4 @@
-"""Lease judgement on the judging node's own monotonic clock (DESIGN.md §1).  Pure.
+"""Lease judgement on the judging node's own monotonic clock (docs/safety.md).  Pure.
 
 No wall clock and no clock of another node is ever compared: a lease is judged from
 *changes* of its (epoch, seq) pair observed in the replicated state, timed on the

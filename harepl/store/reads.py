@@ -1,4 +1,4 @@
-"""Read helpers: the state shapes of CONTRACTS.md from a state database.
+"""Read helpers: the state shapes of harepl.core.types from a state database.
 
 All functions take a sqlite3 connection and return plain JSON-able values.  They are
 local reads: through `harepl.store.client.Client` they run behind a barrier when the
@@ -62,7 +62,7 @@ def service(conn: sqlite3.Connection, sid: str) -> dict[str, Any] | None:
 
 
 def service_config(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """sid -> service config (CONTRACTS.md 'service config')."""
+    """sid -> service config (harepl.core.types.ServiceConfig)."""
     return {r[0]: _service_from_row(r)
             for r in conn.execute(f"SELECT {_RES_COLS} FROM resources ORDER BY sid")}
 

@@ -24,7 +24,7 @@ from harepl.store.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
-#: the LRM renewal timeout of the 'default' profile (lease_local_s, DESIGN.md §1)
+#: the LRM renewal timeout of the 'default' profile (lease_local_s, docs/safety.md)
 RENEWAL_TIMEOUT_S = 5.0
 
 

@@ -3,7 +3,7 @@
 API (everything here is importable from ``harepl.runtime.agents``):
 
 - ``agent_for(sid, resource_config, AgentContext(node, run_dir)) -> Agent`` — build the agent
-  for a service config (CONTRACTS.md shape); raises ``AgentConfigError`` (one line) on bad
+  for a service config (harepl.core.types shape); raises ``AgentConfigError`` (one line) on bad
   config. Types: ``exec``, ``ocf``, ``systemd``, ``fa`` (OCF Dummy), ``vm``/``ct`` (mapping in
   ``factory``).
 - ``Agent``: ``start()``, ``stop()``, ``migrate(target)``, ``validate()`` and ``monitor()``

@@ -1,5 +1,5 @@
 """``agent_for(sid, resource_config, ctx)``: build the agent of a service from its config
-(CONTRACTS.md shape: ``{"type", "state", "node", ..., "params": {...}}``).
+(harepl.core.types shape: ``{"type", "state", "node", ..., "params": {...}}``).
 
 Service types and what runs them:
 

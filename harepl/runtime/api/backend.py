@@ -24,7 +24,7 @@ object as it is then, so two operators changing different fields both win. A `di
 changed since it was read (409, "config changed meanwhile (digest mismatch) ...").
 
 Values are already validated and normalised by the API (`validate.py`) into the
-CONTRACTS.md shapes; the store's apply checks them again (the authority) and may still
+harepl.core.types shapes; the store's apply checks them again (the authority) and may still
 reject, e.g. when a concurrent writer won; the API then answers 409 with apply's message.
 """
 
@@ -41,7 +41,7 @@ WRITE_OPS = (
 
 @dataclass(frozen=True)
 class ClusterState:
-    """Everything a reader needs, read at one point of the log (shapes of CONTRACTS.md).
+    """Everything a reader needs, read at one point of the log (shapes of harepl.core.types).
 
     `manager_status` and each `lrm_status[node]` may carry a `"timestamp"` (wall-clock
     seconds written by their author): it is shown to humans only, never used to decide.
