@@ -30,6 +30,11 @@ def lrm_summary(lrm: LrmStatus) -> str:
     return state
 
 
+def _cannot_run(lrm: LrmStatus) -> bool:
+    """The LRM says it cannot arm its watchdog and has not: it started nothing."""
+    return bool(lrm.get("watchdog_error")) and lrm.get("state") == "wait_for_agent_lock"
+
+
 def format_status(
     quorate: bool,
     manager_status: ManagerStatus,
@@ -54,6 +59,8 @@ def format_status(
         summary = lrm_summary(lrm)
         if now is not None and stale_after_s is not None and ts is not None and now - ts > stale_after_s:
             summary = "old timestamp - dead?"
+        elif lrm.get("watchdog_error"):
+            summary = f"{summary}, cannot arm watchdog: {lrm['watchdog_error']}"
         lines.append(f"lrm {node} ({summary}, {when})")
     ss = manager_status.get("service_status", {})
     for sid in sorted(set(ss) | set(service_config)):
@@ -63,6 +70,9 @@ def format_status(
             state = sd.get("state", "")
             if state in ("migrate", "relocate") and sd.get("target"):
                 state = f"{state} to {sd['target']}"
+            elif state == "started" and _cannot_run(lrm_status.get(node, {})):
+                # asked to run, but its LRM cannot arm its watchdog: it runs nothing new
+                state = "start pending: its lrm cannot arm the watchdog"
         else:
             cd = service_config[sid]
             node = cd.get("node", "")

@@ -101,6 +101,7 @@ class LrmStatus(TypedDict, total=False):
     state: str  # LrmState
     results: dict[str, LrmResult]  # uid -> result
     timestamp: float
+    watchdog_error: str  # only while the LRM cannot arm or feed its watchdog (one line)
 
 
 # --- configuration ------------------------------------------------------------------------

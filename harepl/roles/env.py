@@ -14,6 +14,8 @@ Errors an implementation may raise (the roles handle them; anything else is a bu
 - `StaleLeaseError`: a write carried an epoch that is no longer current (we were deposed).
 - `StoreUnavailableError`: the replicated state cannot be read/written right now
   (no quorum, timeout). Proxmox's equivalent is a pmxcfs error.
+- `WatchdogUnavailableError`: the watchdog cannot be armed or fed (no device, its
+  multiplexer gone); one line. The LRM then runs nothing new and says why in its status.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from harepl.core.types import (
 from harepl.store.errors import StaleLeaseError, StoreUnavailableError  # noqa: F401 - re-exported
 
 WatchdogHandle = str
+
+
+class WatchdogUnavailableError(RuntimeError):
+    """The watchdog cannot be armed or fed; the message is one line for the log."""
+
 WorkerHandle = str
 
 
@@ -166,11 +173,13 @@ class Env(Protocol):
     # --- watchdog (LRM only) ----------------------------------------------------------------
 
     def watchdog_open(self) -> WatchdogHandle:
-        """Arm the watchdog: the node is reset if it is not updated within watchdog_s."""
+        """Arm the watchdog: the node is reset if it is not updated within watchdog_s.
+        Raises WatchdogUnavailableError when it cannot be armed."""
         ...
 
     def watchdog_update(self, handle: WatchdogHandle) -> None:
-        """Feed the watchdog; call only while the node lease is locally valid."""
+        """Feed the watchdog; call only while the node lease is locally valid. Raises
+        WatchdogUnavailableError when it can no longer be fed (it fires)."""
         ...
 
     def watchdog_close(self, handle: WatchdogHandle) -> None:

@@ -23,7 +23,13 @@ from collections.abc import Callable
 from harepl.core import lrm as core
 from harepl.core.policy import SAFE, SafetyPolicy
 from harepl.core.types import LrmStatus, ServiceConfig, ServiceStatus
-from harepl.roles.env import Env, StaleLeaseError, StoreUnavailableError, WatchdogHandle
+from harepl.roles.env import (
+    Env,
+    StaleLeaseError,
+    StoreUnavailableError,
+    WatchdogHandle,
+    WatchdogUnavailableError,
+)
 from harepl.roles.lrm_exec import exec_resource_agent
 from harepl.roles.lrm_workers import Workers
 
@@ -49,6 +55,7 @@ class LRM:
         self.cluster_state_ok = False
         self.active_idle_rounds = 0
         self.watchdog: WatchdogHandle | None = None
+        self.watchdog_error: str | None = None  # why it cannot be armed or fed (status, log once)
         self.service_status: dict[str, ServiceStatus] = {}
         self.node_status = "unknown"
         self.disarm_requested = False
@@ -125,6 +132,8 @@ class LRM:
             "results": dict(self.workers.results),
             "timestamp": env.get_time(),
         }
+        if self.watchdog_error is not None:
+            status["watchdog_error"] = self.watchdog_error
         try:
             env.write_lrm_status(status)
         except (StaleLeaseError, StoreUnavailableError) as exc:
@@ -152,10 +161,21 @@ class LRM:
     def _get_protected_agent_lock(self) -> bool:
         env = self.env
         if env.get_ha_agent_lock():
-            if self.watchdog is not None:
-                env.watchdog_update(self.watchdog)
-            else:
-                self.watchdog = env.watchdog_open()
+            try:
+                if self.watchdog is not None:
+                    env.watchdog_update(self.watchdog)
+                else:
+                    self.watchdog = env.watchdog_open()
+            except WatchdogUnavailableError as exc:
+                # not protected: run nothing new, say why once (and in the status), try again
+                # next round; a watchdog that can no longer be fed fires on its own
+                if str(exc) != self.watchdog_error:
+                    env.log("err", f"cannot arm the watchdog - no service starts here: {exc}")
+                self.watchdog_error = str(exc)
+                return False
+            if self.watchdog_error is not None:
+                env.log("info", "watchdog armed again")
+                self.watchdog_error = None
             return True
         return False
 

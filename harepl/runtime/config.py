@@ -105,6 +105,8 @@ class NodeConfig:
     watchdog_device: Path
     log_file: Path | None
     source: Path | None = None
+    watchdog_mux_socket: Path = Path("/run/harepl/watchdog-mux.sock")
+    watchdog_start_mux: bool = False  # the daemon starts the multiplexer (labs, tests)
 
     @property
     def self_member(self) -> Member:
@@ -135,7 +137,7 @@ _MEMBER_KEYS = {"name", "address", "raft_port"}
 _API_KEYS = {"socket", "tcp", "token_file"}
 _TIMING_KEYS = {"profile", "loop_s", "lease_local_s", "watchdog_s", "lease_timeout_s", "margin_s",
                 "max_workers"}
-_WATCHDOG_KEYS = {"backend", "device"}
+_WATCHDOG_KEYS = {"backend", "device", "mux_socket", "start_mux"}
 
 
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> NodeConfig:
@@ -201,11 +203,17 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."),
     if backend not in WATCHDOG_BACKENDS:
         raise ConfigError(f"watchdog.backend: must be one of {', '.join(WATCHDOG_BACKENDS)} (got {backend!r})")
     device = _path(wd, "device", "watchdog.", base_dir) if "device" in wd else Path("/dev/watchdog")
+    mux_socket = _path(wd, "mux_socket", "watchdog.", base_dir) if "mux_socket" in wd \
+        else Path("/run/harepl/watchdog-mux.sock")
+    start_mux = wd.get("start_mux", False)
+    if not isinstance(start_mux, bool):
+        raise ConfigError(f"watchdog.start_mux: must be true or false (got {start_mux!r})")
 
     cfg = NodeConfig(node=node, members=members, data_dir=data_dir, secret_file=secret_file,
                      api_socket=api_socket, api_tcp=api_tcp, api_token_file=api_token_file,
                      profile=profile, timing=timing, watchdog_backend=backend,
-                     watchdog_device=device, log_file=log_file)
+                     watchdog_device=device, log_file=log_file, watchdog_mux_socket=mux_socket,
+                     watchdog_start_mux=start_mux)
     if check_files:
         cfg.read_secret()
         cfg.read_api_token()
@@ -364,6 +372,9 @@ def check_host(cfg: NodeConfig) -> None:
     if cfg.watchdog_backend == "device" and not cfg.watchdog_device.exists():
         raise ConfigError(f"watchdog.device: {cfg.watchdog_device} does not exist (load a driver, e.g. "
                           "modprobe softdog, or set watchdog.backend = \"process\")")
+    from harepl.runtime.watchdog_setup import check_mux  # the multiplexer the device needs
+
+    check_mux(cfg)
 
 
 def _existing_ancestor(path: Path) -> Path:

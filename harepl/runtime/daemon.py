@@ -35,7 +35,8 @@ from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
 from harepl.runtime.nodestats import publish as publish_node_stats
 from harepl.runtime.sdnotify import notify as sd_notify
-from harepl.runtime.watchdog import DEFAULT_MUX_SOCKET, MuxWatchdog, ProcessWatchdog, Watchdog
+from harepl.runtime.watchdog import MuxWatchdog, ProcessWatchdog, Watchdog
+from harepl.runtime.watchdog_setup import Choice, prepare, resolve
 from harepl.store.client import Client
 from harepl.store.raft import RaftSettings, StoreNode
 
@@ -46,21 +47,21 @@ NODE_SHUTDOWN_WAIT_S = 140.0
 
 
 class WatchdogDoor:
-    """The env's watchdog: created on first open, re-armed by a feed after a clean close."""
+    """The env's watchdog: created on first open, re-armed by a feed after a clean close.
+    The backend was chosen once at start (`watchdog_setup.resolve`/`prepare`); a failure to
+    open or feed it raises `WatchdogError` (one line), which the LRM reports."""
 
-    def __init__(self, cfg: NodeConfig, log: RoleLog) -> None:
+    def __init__(self, cfg: NodeConfig, log: RoleLog, choice: Choice | None = None) -> None:
         self.cfg = cfg
         self.log = log
+        self.choice = choice if choice is not None else resolve(cfg)
         self.wd: Watchdog | None = None
         self._lock = threading.Lock()
 
     def _make(self) -> Watchdog:
         cfg = self.cfg
-        backend = cfg.watchdog_backend
-        if backend == "auto":
-            backend = "device" if cfg.watchdog_device.exists() and os.path.exists(DEFAULT_MUX_SOCKET) else "process"
-        if backend == "device":
-            return MuxWatchdog(cfg.node, cfg.timing.watchdog_s, DEFAULT_MUX_SOCKET)
+        if self.choice.backend == "device":
+            return MuxWatchdog(cfg.node, cfg.timing.watchdog_s, cfg.watchdog_mux_socket)
         return ProcessWatchdog(cfg.node, cfg.timing.watchdog_s, log_path=cfg.log_file)
 
     def open(self) -> None:
@@ -113,7 +114,7 @@ def _loop(name: str, stop: threading.Event, log: RoleLog, period_s: float,
 
 
 class NodeDaemon:
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, watchdog: Choice | None = None) -> None:
         self.cfg = cfg
         t = cfg.timing
         self.log = NodeLog(cfg.node, cfg.log_file)
@@ -130,7 +131,7 @@ class NodeDaemon:
         lrm_log = self.log.for_role("lrm")
         self.agents = AgentHost(cfg.node, cfg.data_dir / "run", t.max_workers,
                                 monitor_interval_s=max(4 * t.loop_s, 2.0), log=lrm_log, metrics=self.metrics)
-        self.watchdog = WatchdogDoor(cfg, lrm_log)
+        self.watchdog = WatchdogDoor(cfg, lrm_log, watchdog)
         self.ctx = NodeContext(cfg, self.client, self.agents, self.watchdog, self.roles_stop)
         self.crm_env = RuntimeEnv(self.ctx, "crm", self.log.for_role("crm"))
         self.lrm_env = RuntimeEnv(self.ctx, "lrm", lrm_log)
@@ -180,6 +181,7 @@ class NodeDaemon:
                           f"lease_local {t.lease_local_s:g} s, watchdog {t.watchdog_s:g} s, "
                           f"lease_timeout {t.lease_timeout_s:g} s), raft {self.cfg.self_member.raft_addr}, "
                           f"api {self.cfg.api_socket}")
+        self.dlog(self.watchdog.choice.level, f"watchdog: {self.watchdog.choice.why}")
         crm_log, lrm_log = self.log.for_role("crm"), self.log.for_role("lrm")
         self.threads = [
             threading.Thread(target=self.ctx.run_lease_keeper, args=(lrm_log,), name="lease", daemon=True),
@@ -302,7 +304,11 @@ def run_daemon(cfg: NodeConfig) -> int:
     # rename (raft.journal.meta); deploy/harepl.service sets the same UMask
     os.umask(0o077)
     try:
-        daemon = NodeDaemon(cfg)
+        watchdog = prepare(cfg)  # the multiplexer the device needs, or one line why not
+    except ConfigError as exc:
+        return refuse(str(exc), cfg)
+    try:
+        daemon = NodeDaemon(cfg, watchdog)
     except Exception as exc:  # noqa: BLE001 - a refused start is one line, not a traceback
         line = _startup_error(cfg, exc)
         if line is not None:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harepl.roles.env import WatchdogUnavailableError
 from harepl.runtime.agents.base import Agent, Status
 from harepl.runtime.agents.runner import ActionRunner
 
@@ -48,8 +49,8 @@ PROC_SCRIPT = Path(__file__).resolve().parent / "watchdog_proc.py"
 MARKER_ENV = "HAREPL_LAB_NODE"
 
 
-class WatchdogError(RuntimeError):
-    """The watchdog could not be opened or fed (one line)."""
+class WatchdogError(WatchdogUnavailableError):
+    """The watchdog could not be opened or fed (one line); the LRM runs nothing new."""
 
 
 class Watchdog:

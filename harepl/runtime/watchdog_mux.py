@@ -15,6 +15,8 @@ protocol, one line per message:
   device fires at most ``WATCHDOG_S`` after the client's last feed.
 - ``feed`` — keep-alive.
 - ``close`` — clean close of this client (the "magic close" of its share).
+- ``info`` → ``info DEVICE_TIMEOUT_S FEED_INTERVAL_S LATCHED`` (``LATCHED`` 0 or 1), for a
+  client that checks, before it opens, that its ``WATCHDOG_S`` fits (the daemon at start-up).
 
 A client that misses its timeout, or disconnects without ``close``, makes the mux stop feeding
 the device for good (it latches): the device resets the machine ``device_timeout_s`` later.
@@ -156,6 +158,8 @@ class Mux:
             client.name, client.timeout_s, client.last_feed_s, client.opened = words[1], timeout_s, now, True
             self.log(f"client '{client.name}' open, timeout {timeout_s:g} s")
             self.reply(client, f"ok {timeout_s:g}")
+        elif words[0] == "info" and not client.opened:
+            self.reply(client, f"info {self.device_timeout_s:g} {self.feed_interval_s:g} {int(self.latched)}")
         elif words[0] == "feed" and client.opened:
             client.last_feed_s = now
         elif words[0] == "close" and client.opened:
@@ -189,7 +193,8 @@ class Mux:
         self.sel.register(self.server, selectors.EVENT_READ)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: setattr(self, "stopping", True))
-        self.log(f"serving {self.socket_path} for {self.device_path}")
+        self.log(f"serving {self.socket_path} for {self.device_path} (pid {os.getpid()}, device timeout "
+                 f"{self.device_timeout_s:g} s, keep-alive every {self.feed_interval_s:g} s)")
         next_feed = time.monotonic()
         while not self.stopping:
             now = time.monotonic()

@@ -111,3 +111,24 @@ def test_status_view_format() -> None:
         "service vm:102 (node1, migrate to node2)",
         "service vm:103 (node2, ignored)",
     ]
+
+
+def test_status_view_an_lrm_that_cannot_arm_its_watchdog() -> None:
+    """Issue 10: a service the CRM wants started on a node whose LRM cannot arm its
+    watchdog (so it starts nothing) is not shown as `started`."""
+    lines = format_status(
+        True,
+        {"master_node": "node1", "timestamp": 100, "node_status": {"node1": "online", "node2": "online"},
+         "service_status": {"vm:101": {"state": "started", "node": "node1", "uid": "u"},
+                            "vm:102": {"state": "started", "node": "node2", "uid": "v"}}},
+        {"node1": {"state": "wait_for_agent_lock", "mode": "active", "timestamp": 101,
+                   "watchdog_error": "watchdog mux at /run/x.sock: [Errno 2] No such file or directory"},
+         "node2": {"state": "active", "mode": "active", "timestamp": 101}},
+        {}, fmt_time=lambda t: f"T{t:g}",
+    )
+    assert lines[2:] == [
+        "lrm node1 (idle, cannot arm watchdog: watchdog mux at /run/x.sock: [Errno 2] No such file or directory, T101)",
+        "lrm node2 (active, T101)",
+        "service vm:101 (node1, start pending: its lrm cannot arm the watchdog)",
+        "service vm:102 (node2, started)",
+    ]
