@@ -1,30 +1,29 @@
-"""What the TUI shows, computed from API answers: no Textual, no sockets.
+"""What the TUI shows, computed from a data source's answers: no Textual, no sockets.
 
-`fetch_snapshot` is the only function here that talks to the API (through the blocking
-`ApiClient`, so it runs in a worker thread). Everything else turns plain API data into
-table rows and lines, so it is tested without a terminal.
+A `Snapshot` is one refresh (the API's answers, or the simulator's state in the same
+shapes). Everything here turns it into table rows, the health bar and transition lines,
+so it is tested without a terminal; it runs in the refresh worker thread, so the UI
+thread only diffs ready rows.
 
-Wall-clock time appears here for display only (ages and clock times shown to the
-operator), never for a decision.
+Wall-clock time appears here for display only (ages shown to the operator), never for a
+decision.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harepl.runtime.api.client import ApiClient, ApiClientError
+from tui.words import event_mentions, format_age, priorities, with_symbol
 
 # Proxmox shows a status older than this as "old timestamp - dead?" (same value as the API)
 STALE_AFTER_S = 30.0
 # the CRM and every LRM write their status each loop: history hides these by default
 STATUS_OPS = frozenset({"manager_status_set", "lrm_status_set"})
-EVENTS_PAGE = 1000          # the API's largest page
 EVENTS_KEPT = 2000          # history kept in memory by the TUI
+MOVING = frozenset({"migrate", "relocate", "request_start_balance"})
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,11 @@ class Snapshot:
     manager: dict[str, Any]                 # GET /status/manager_status
     nodes: list[dict[str, Any]]             # GET /nodes
     resources: list[dict[str, Any]]         # GET /resources
-    wall_time_s: float                      # when it was read (display only)
+    wall_time_s: float                      # when it was read (the simulator: its clock)
+    lease_age: dict[str, float] | None = None   # node -> seconds since its node lease was renewed
+    watchdog: dict[str, str] | None = None      # node -> armed/closed/expired (None: not known)
+    restarts: dict[str, int] | None = None      # sid -> failed starts retried (None: not known)
+    via: str = ""                               # the endpoint (or simulator) it came from
 
     @property
     def quorate(self) -> bool:
@@ -58,7 +61,15 @@ class Snapshot:
         return self.manager_status.get("master_node")
 
     def resource(self, sid: str) -> dict[str, Any] | None:
-        return next((r for r in self.resources if r.get("sid") == sid), None)
+        return self._resources_by_sid.get(sid)
+
+    @property
+    def _resources_by_sid(self) -> dict[str, dict[str, Any]]:
+        cached = self.__dict__.get("_by_sid")
+        if cached is None:
+            cached = {str(r.get("sid")): r for r in self.resources}
+            object.__setattr__(self, "_by_sid", cached)
+        return cached
 
     def service_status(self, sid: str) -> dict[str, Any]:
         return dict((self.manager_status.get("service_status") or {}).get(sid) or {})
@@ -69,76 +80,97 @@ class Snapshot:
     def node_state(self, node: str) -> str | None:
         return (self.manager_status.get("node_status") or {}).get(node)
 
+    def fencing(self) -> tuple[str, str]:
+        """('armed'|'disarming'|'disarmed', words): Proxmox's disarm-ha state."""
+        disarm = self.manager_status.get("disarm") or {}
+        if not disarm:
+            return "armed", "fencing armed"
+        state = str(disarm.get("state") or "disarmed")
+        return state, f"fencing {state} (mode {disarm.get('mode', '?')})"
 
-def fetch_snapshot(client: ApiClient, now_wall_s: float | None = None) -> Snapshot:
-    """Blocking: four GETs. Raises ApiClientError (one line) when the API fails."""
-    return Snapshot(
-        status=client.get("/status/current"),
-        manager=client.get("/status/manager_status"),
-        nodes=client.get("/nodes"),
-        resources=client.get("/resources"),
-        wall_time_s=time.time() if now_wall_s is None else now_wall_s,
-    )
+    def lrm_age(self, node: str) -> float | None:
+        stamp = (self.lrm_status.get(node) or {}).get("timestamp")
+        return self.wall_time_s - float(stamp) if isinstance(stamp, int | float) else None
+
+    def watchdog_of(self, node: str) -> str:
+        """The node's watchdog: from the source when it knows, else from its LRM: an LRM
+        in state active holds its watchdog open (it is closed in every other state)."""
+        if self.watchdog is not None:
+            return self.watchdog.get(node, "closed")
+        entry = next((n for n in self.nodes if n.get("node") == node), {})
+        state = entry.get("lrm_state")
+        if state is None:
+            return "-"
+        age = self.lrm_age(node)
+        if age is not None and age > STALE_AFTER_S:
+            return "?"
+        return "armed" if state == "active" else "closed"
+
+    def agent_failure(self, sid: str) -> str:
+        """The last failed agent action the LRMs report for `sid` (exit code, node)."""
+        for node, lrm in sorted(self.lrm_status.items()):
+            for result in (lrm.get("results") or {}).values():
+                if isinstance(result, dict) and result.get("sid") == sid and result.get("exit_code") not in (0, None):
+                    return f"exit {result['exit_code']} on {node}"
+        return "-"
 
 
-# ---------------------------------------------------------------- header
+# ---------------------------------------------------------------- health bar
 
-def header_parts(snap: Snapshot) -> list[tuple[str, str, str]]:
-    """(label, value, style class) for the cluster header."""
-    quorum = next((e for e in snap.status if e.get("type") == "quorum"), {})
-    quorum_text = "OK" if snap.quorate else str(quorum.get("status") or "no quorum")
-    master = snap.master_node
-    master_entry = next((e for e in snap.status if e.get("type") == "master"), None)
-    if master and master_entry is not None:
-        # "node1 (active, Tue ...)": keep the word in parentheses, drop the long date
-        inner = str(master_entry.get("status", "")).partition("(")[2].split(",", 1)[0].rstrip(")")
-        master_text = f"{master} ({inner})" if inner else master
-    else:
-        master_text = master or "none"
+def health_parts(snap: Snapshot) -> list[tuple[str, str]]:
+    """(text, style class) for the one-line health bar, most important first."""
     names = snap.node_names()
     online = sum(1 for n in names if snap.node_state(n) == "online")
-    services = len(snap.resources)
-    return [
-        ("quorum", quorum_text, "ok" if snap.quorate else "bad"),
-        ("master", master_text, "ok" if master else "bad"),
-        ("nodes", f"{online}/{len(names)} online", "ok" if names and online == len(names) else "warn"),
-        ("services", str(services), ""),
-        ("api node", snap.api_node, ""),
+    fenced = [n for n in names if snap.node_state(n) in ("fence", "unknown")]
+    master = snap.master_node
+    states: dict[str, int] = {}
+    for res in snap.resources:
+        state = snap.service_status(str(res.get("sid"))).get("state") or "queued"
+        states[state] = states.get(state, 0) + 1
+    bad = sum(v for k, v in states.items() if k in ("error", "fence", "recovery"))
+    fence_state, fence_words = snap.fencing()
+    parts = [
+        ("✔ quorate" if snap.quorate else f"✖ NO QUORUM on {snap.api_node}", "ok" if snap.quorate else "bad"),
+        (f"master {master}" if master else "no master", "ok" if master else "bad"),
+        (f"nodes {online}/{len(names)} online" + (f" ({', '.join(fenced)} fenced/unknown)" if fenced else ""),
+         "ok" if names and online == len(names) else "bad" if fenced else "warn"),
+        (fence_words, "ok" if fence_state == "armed" else "warn"),
+        (f"services {len(snap.resources)}: " + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"),
+         "bad" if bad else "ok"),
     ]
+    return parts
 
 
 # ---------------------------------------------------------------- tables
 
-NODE_COLUMNS = ("node", "node state", "LRM", "LRM age")
-SERVICE_COLUMNS = ("sid", "node", "state", "requested", "group")
-
+NODE_COLUMNS = ("node", "state", "LRM state", "LRM mode", "watchdog", "lease age", "services")
+# rst: restarts tried/max_restart; rel: relocations (failed nodes)/max_relocate
+SERVICE_COLUMNS = ("sid", "requested", "CRM state", "node", "target", "rst", "rel", "changed", "reason",
+                   "agent failure")
+NODE_STATE_COLUMNS = (1, 2, 4)
+SERVICE_STATE_COLUMNS = (1, 2)
 
 GROUP_COLUMNS = ("group", "nodes", "restricted", "nofailback", "comment")
 RULE_COLUMNS = ("rule", "type", "resources", "nodes / affinity", "strict", "state", "comment")
 
-
-def _priorities(nodes: Any) -> str:
-    """{node: prio} as Proxmox writes it: 'node1:2,node2' (priority 0 left out)."""
-    if not isinstance(nodes, dict):
-        return "-"
-    return ",".join(f"{n}:{p}" if p else str(n) for n, p in sorted(nodes.items(), key=lambda kv: (-kv[1], kv[0])))
+Rows = list[tuple[str, tuple[str, ...]]]
 
 
 def _flag(value: Any) -> str:
     return "yes" if value else "no"
 
 
-def group_rows(groups: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
-    return [(str(g.get("group")), (str(g.get("group")), _priorities(g.get("nodes")), _flag(g.get("restricted")),
+def group_rows(groups: list[dict[str, Any]]) -> Rows:
+    return [(str(g.get("group")), (str(g.get("group")), priorities(g.get("nodes")), _flag(g.get("restricted")),
                                    _flag(g.get("nofailback")), str(g.get("comment") or "")))
             for g in groups]
 
 
-def rule_rows(rules: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
-    rows: list[tuple[str, tuple[str, ...]]] = []
+def rule_rows(rules: list[dict[str, Any]]) -> Rows:
+    rows: Rows = []
     for r in rules:
         if r.get("type") == "node-affinity":
-            where, strict = _priorities(r.get("nodes")), _flag(r.get("strict"))
+            where, strict = priorities(r.get("nodes")), _flag(r.get("strict"))
         else:
             where, strict = str(r.get("affinity") or "-"), "-"
         rows.append((str(r.get("rule")), (str(r.get("rule")), str(r.get("type")), ",".join(r.get("resources") or []),
@@ -147,65 +179,113 @@ def rule_rows(rules: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
-def format_age(age_s: float | None) -> str:
-    if age_s is None:
-        return "-"
-    age_s = max(0.0, age_s)
-    if age_s < 120:
-        return f"{age_s:.0f}s"
-    if age_s < 7200:
-        return f"{age_s / 60:.0f}m"
-    return f"{age_s / 3600:.0f}h"
+def node_rows(snap: Snapshot) -> Rows:
+    """(row key, cells): node (★ master), CRM state, LRM state and mode, watchdog, lease
+    age, services placed on it.
 
-
-def node_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
-    """(row key, cells): node (★ for the master), CRM node state, LRM mode/state, LRM age.
-
-    LRM age is the time since the node's LRM last wrote its status, under its node
-    lease: on every change and at least every 10 s as a keep-alive, so an age past
-    STALE_AFTER_S means a silent node (the API exposes no lease table; this is the
-    LRM timestamp Proxmox's panel shows).
+    Lease age: seconds since the node's lease was renewed as the API node sees it (its
+    /metrics); without that, the age of the node's last LRM status write (written under
+    its lease on every change and at least every 10 s), marked '~'.
     """
-    rows: list[tuple[str, tuple[str, ...]]] = []
+    count: dict[str, int] = {}
+    for sd in (snap.manager_status.get("service_status") or {}).values():
+        node = sd.get("node")
+        count[node] = count.get(node, 0) + 1
+    rows: Rows = []
     for entry in snap.nodes:
         name = str(entry.get("node"))
-        lrm = snap.lrm_status.get(name) or {}
-        stamp = lrm.get("timestamp")
-        age = snap.wall_time_s - float(stamp) if isinstance(stamp, int | float) else None
         mode, state = entry.get("lrm_mode"), entry.get("lrm_state")
-        if mode is None and state is None:
-            lrm_text = "-"
-        elif age is not None and age > STALE_AFTER_S:
-            lrm_text = "old timestamp - dead?"
-        elif mode == "active" or mode is None:
-            lrm_text = str(state)
+        lrm_age = snap.lrm_age(name)
+        if state is not None and lrm_age is not None and lrm_age > STALE_AFTER_S:
+            state_text = "dead? (old timestamp)"
         else:
-            lrm_text = f"{state} ({mode})"
-        marker = " ★" if entry.get("master") else ""
-        rows.append((name, (name + marker, str(entry.get("status") or "-"), lrm_text, format_age(age))))
+            state_text = with_symbol(state)
+        if snap.lease_age is not None and name in snap.lease_age:
+            lease = format_age(snap.lease_age[name])
+        else:
+            lease = "-" if lrm_age is None else f"~{format_age(lrm_age)}"
+        marker = " ★" if entry.get("master") or snap.master_node == name else ""
+        rows.append((name, (name + marker, with_symbol(entry.get("status") or snap.node_state(name)),
+                            state_text, str(mode or "-"), with_symbol(snap.watchdog_of(name)), lease,
+                            str(count.get(name, 0)))))
     return rows
 
 
-def service_rows(snap: Snapshot) -> list[tuple[str, tuple[str, ...]]]:
-    """(sid, cells): sid, node, state (as `ha-manager status` says it), requested, group."""
-    by_sid = {e.get("sid"): e for e in snap.status if e.get("type") == "service"}
-    rows: list[tuple[str, tuple[str, ...]]] = []
+@dataclass
+class Change:
+    """The last state change of one service the TUI saw, and why (as far as it can tell)."""
+
+    at_s: float
+    state: str
+    reason: str
+
+
+def change_reason(old: Snapshot, new: Snapshot, sid: str, before: dict[str, Any], sd: dict[str, Any]) -> str:
+    """Why a service changed state, from what else changed in the same refresh."""
+    state, node = sd.get("state"), before.get("node")
+    if state in ("fence", "recovery"):
+        return f"{node} {new.node_state(str(node)) or 'lost'}"
+    if state in MOVING:
+        return f"{state.split('_', 1)[0]} asked"
+    if state == "error":
+        failure = new.agent_failure(sid)
+        return failure if failure != "-" else "agent action failed"
+    if state == "freeze":
+        return "node shutting down or HA disarmed"
+    old_req = (old.resource(sid) or {}).get("state")
+    new_req = (new.resource(sid) or {}).get("state")
+    if old_req != new_req:
+        return f"requested {new_req}"
+    if before.get("state") in MOVING and sd.get("node") != node:
+        return f"arrived from {node}"
+    if before.get("state") in ("fence", "recovery") and sd.get("node") != node:
+        return f"recovered from {node}"
+    if state == "request_stop" and sd.get("timeout") is not None:
+        return f"stop asked (timeout {sd['timeout']}s)"
+    return "-"
+
+
+def track_changes(old: Snapshot, new: Snapshot, changes: dict[str, Change]) -> None:
+    """Update `changes` (sid -> last change seen) from one refresh to the next."""
+    old_ss = old.manager_status.get("service_status") or {}
+    for sid, sd in (new.manager_status.get("service_status") or {}).items():
+        before = old_ss.get(sid)
+        if before is None or before.get("state") != sd.get("state"):
+            reason = "now managed" if before is None else change_reason(old, new, sid, before, sd)
+            changes[sid] = Change(new.wall_time_s, str(sd.get("state")), reason)
+    for sid in [s for s in changes if new.resource(s) is None]:
+        del changes[sid]
+
+
+def service_rows(snap: Snapshot, changes: dict[str, Change] | None = None) -> Rows:
+    """(sid, cells) per SERVICE_COLUMNS. CRM state as `ha-manager status` says it."""
+    changes = changes or {}
+    rows: Rows = []
+    ss = snap.manager_status.get("service_status") or {}
+    restarts = snap.restarts
     for res in snap.resources:
         sid = str(res.get("sid"))
-        entry = by_sid.get(sid, {})
-        node = entry.get("node") or res.get("node") or "-"
-        # a resource added between the reads of /status/current and /resources: the CRM
-        # has not seen it yet, which is what Proxmox calls queued
-        fallback = "ignored" if res.get("state") == "ignored" else "queued"
-        state = entry.get("state") or snap.service_status(sid).get("state") or fallback
-        group = res.get("group") or "-"
-        if res.get("errors", {}).get("group"):
-            group = f"{group} (missing)"
-        rows.append((sid, (sid, str(node), str(state), str(res.get("state") or "-"), str(group))))
+        sd = ss.get(sid) or {}
+        requested = str(res.get("state") or "-")
+        # a resource the CRM has not seen yet is what Proxmox calls queued
+        state = sd.get("state") or ("ignored" if requested == "ignored" else "queued")
+        node = sd.get("node") or res.get("node") or "-"
+        failed = sd.get("failed_nodes") or []
+        relocations = f"{len(failed)}/{res.get('max_relocate', 1)}"
+        tries = "-" if restarts is None else str(restarts.get(sid, 0))
+        change = changes.get(sid)
+        if change is None:
+            last, reason = "-", "-"
+        else:
+            last = f"{format_age(snap.wall_time_s - change.at_s)} ago"
+            reason = change.reason
+        rows.append((sid, (sid, with_symbol(requested), with_symbol(str(state)), str(node), str(sd.get("target") or "-"),
+                           f"{tries}/{res.get('max_restart', 1)}", relocations, last, reason,
+                           snap.agent_failure(sid))))
     return rows
 
 
-def filter_rows(rows: list[tuple[str, tuple[str, ...]]], text: str) -> list[tuple[str, tuple[str, ...]]]:
+def filter_rows(rows: Rows, text: str) -> Rows:
     """Rows where every word of `text` appears in some cell (case-insensitive)."""
     words = text.lower().split()
     if not words:
@@ -214,48 +294,10 @@ def filter_rows(rows: list[tuple[str, tuple[str, ...]]], text: str) -> list[tupl
             if all(any(word in cell.lower() for cell in cells) for word in words)]
 
 
-def state_class(state: str) -> str:
-    """A style name for a service or node state (the table colours it)."""
-    word = state.split(" ", 1)[0]
-    if word in ("started", "online", "active", "enabled"):
-        return "ok"
-    if word in ("error", "fence", "unknown", "gone", "old", "lost_agent_lock"):
-        return "bad"
-    if word in ("stopped", "disabled", "ignored", "-"):
-        return "dim"
-    return "warn"
-
-
-# ---------------------------------------------------------------- history
-
-def event_detail(event: dict[str, Any]) -> dict[str, Any]:
-    raw = event.get("detail")
-    if isinstance(raw, dict):
-        return raw
-    try:
-        data = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {"text": str(raw)}
-    return data if isinstance(data, dict) else {"value": data}
-
-
-def event_summary(event: dict[str, Any]) -> str:
-    """One line for an event: the CRM command as typed, or the detail compacted."""
-    detail = event_detail(event)
-    if event.get("op") == "crm_command_enqueue" and "cmd" in detail:
-        text = str(detail["cmd"])
-    elif event.get("op") == "observed":
-        text = str(detail.get("text", ""))
-    else:
-        text = " ".join(f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}"
-                        if not isinstance(v, str) else f"{k}={v}" for k, v in detail.items())
-    if not event.get("ok", True):
-        text = f"REJECTED {text}"
-    return " ".join(text.split())
-
+# ---------------------------------------------------------------- observed transitions
 
 def transitions(old: Snapshot, new: Snapshot) -> list[tuple[str | None, str]]:
-    """What changed between two refreshes, as (sid or None, line) in Proxmox's log shapes.
+    """What changed between two refreshes, as (sid or None, line) in plain words.
 
     The store's history has the commands; the CRM's state changes are inside its status
     writes, so the TUI notes the ones it sees (at refresh granularity: a state held for
@@ -263,42 +305,28 @@ def transitions(old: Snapshot, new: Snapshot) -> list[tuple[str | None, str]]:
     """
     out: list[tuple[str | None, str]] = []
     if old.quorate != new.quorate:
-        out.append((None, f"quorum {'regained' if new.quorate else 'lost'} on node '{new.api_node}'"))
+        out.append((None, f"quorum {'regained' if new.quorate else 'lost'} on {new.api_node}"))
     if old.master_node != new.master_node:
-        out.append((None, f"master changed from '{old.master_node}' to '{new.master_node}'"))
+        out.append((None, f"master changed from {old.master_node or 'none'} to {new.master_node or 'none'}"))
     old_nodes = old.manager_status.get("node_status") or {}
     for node, state in sorted((new.manager_status.get("node_status") or {}).items()):
         before = old_nodes.get(node)
         if before is not None and before != state:
-            out.append((None, f"node '{node}': state changed from '{before}' => '{state}'"))
+            out.append((None, f"node {node}: {before} → {state}"))
     old_services = old.manager_status.get("service_status") or {}
     for sid, sd in sorted((new.manager_status.get("service_status") or {}).items()):
         before = old_services.get(sid)
         if before is None:
             if old.resource(sid) is not None:
-                out.append((sid, f"service '{sid}': now managed, state '{sd.get('state')}' on '{sd.get('node')}'"))
+                out.append((sid, f"service {sid}: now managed, {sd.get('state')} on {sd.get('node')}"))
             continue
-        if before.get("state") != sd.get("state"):
-            out.append((sid, f"service '{sid}': state changed from '{before.get('state')}' to '{sd.get('state')}'"))
-        if before.get("node") != sd.get("node"):
-            out.append((sid, f"service '{sid}': node changed from '{before.get('node')}' to '{sd.get('node')}'"))
+        moved = before.get("node") != sd.get("node")
+        if before.get("state") != sd.get("state") or moved:
+            where = f" on {sd.get('node')}" + (f" (was {before.get('node')})" if moved else "")
+            out.append((sid, f"service {sid}: {before.get('state')} → {sd.get('state')}{where}"))
     for sid in sorted({str(r.get("sid")) for r in old.resources} - {str(r.get("sid")) for r in new.resources}):
-        out.append((sid, f"service '{sid}': removed from the configuration"))
+        out.append((sid, f"service {sid}: removed from the configuration"))
     return out
-
-
-def event_mentions(event: dict[str, Any], sid: str) -> bool:
-    detail = event_detail(event)
-    if detail.get("sid") == sid:
-        return True
-    cmd = str(detail.get("cmd", ""))
-    return sid in cmd.split() or sid in detail.get("resources", [])
-
-
-def format_clock(ts: Any) -> str:
-    if not isinstance(ts, int | float) or not ts:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
 
 
 @dataclass
@@ -345,33 +373,10 @@ class EventLog:
         self.version += added > 0
         return added
 
+    def reset(self) -> None:
+        """A new source (another member's store numbers its events alike, a restarted
+        simulation does not): read from its latest page on."""
+        self.last_seq = None
+
     def for_service(self, sid: str, limit: int = 50) -> list[dict[str, Any]]:
         return [e for e in self.kept if event_mentions(e, sid)][-limit:]
-
-
-def _events_page(client: ApiClient, **query: Any) -> list[dict[str, Any]]:
-    try:
-        return list(client.get("/events", include_status=0, **query))
-    except ApiClientError as exc:
-        # a daemon older than include_status (a rolling upgrade): everything, filtered here
-        if exc.status == 400 and "include_status" in exc.message:
-            return list(client.get("/events", **query))
-        raise
-
-
-def fetch_events(client: ApiClient, after_seq: int | None, max_pages: int = 5) -> list[dict[str, Any]]:
-    """Blocking: events after `after_seq` (the latest page when None), oldest first.
-
-    The API leaves out the routine status writes (`include_status=0`; their rejections
-    stay), so a page reaches further back than a page of everything would.
-    """
-    if after_seq is None:
-        return _events_page(client, limit=EVENTS_PAGE)
-    out: list[dict[str, Any]] = []
-    for _ in range(max_pages):
-        page = _events_page(client, after=after_seq, limit=EVENTS_PAGE)
-        out.extend(page)
-        if len(page) < EVENTS_PAGE:
-            break
-        after_seq = page[-1]["seq"]
-    return out

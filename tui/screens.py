@@ -19,9 +19,11 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from harepl.runtime.api.client import ApiClient, ApiClientError
+from harepl.runtime.api.client import ApiClientError
 from tui import model
+from tui.source import DataSource, SourceError
 from tui.widgets import ServiceDetail, StatusBar
+from tui.words import event_line, format_clock
 
 if TYPE_CHECKING:
     from tui.app import HareplApp
@@ -146,7 +148,8 @@ class ServiceScreen(Screen[None]):
 
     def refresh_view(self) -> None:
         self.query_one(ServiceDetail).show(self.sid, self.happ.snapshot,
-                                           self.happ.events.for_service(self.sid, limit=200))
+                                           self.happ.events.for_service(self.sid, limit=200),
+                                           self.happ.changes.get(self.sid))
 
     def action_act(self, verb: str) -> None:
         self.happ.ask(verb, self.sid)
@@ -171,7 +174,7 @@ class EventsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("seq", "time", "op", "detail")
+        table.add_columns("seq", "time", "what happened")
         self.refresh_view()
         self.query_one(StatusBar).show(self.happ.status_line, self.happ.status_kind)
         table.focus()
@@ -179,8 +182,8 @@ class EventsScreen(Screen[None]):
     def refresh_view(self) -> None:
         log = self.happ.events
         self.query_one("#events-title", Label).update(
-            f"History: {len(log.kept)} events: store commands and rejections (routine status writes "
-            f"left out), and the state changes this TUI saw")
+            f"History: {len(log.kept)} events (commands, refusals, and the state changes this TUI saw; "
+            f"routine status writes left out)")
         if log.version == self._drawn_version:
             return
         self._drawn_version = log.version
@@ -192,18 +195,17 @@ class EventsScreen(Screen[None]):
             if event.get("op") == "observed":
                 style = "italic"
             seq = event.get("seq")
-            cells = ("-" if seq is None else str(seq), model.format_clock(event.get("ts")), str(event.get("op")),
-                     model.event_summary(event))
+            cells = ("-" if seq is None else str(seq), format_clock(event.get("ts")), event_line(event))
             table.add_row(*[Text(c, style=style) for c in cells], key=str(event["key"]))
         if current is not None and current in {str(e["key"]) for e in log.kept}:
             table.move_cursor(row=table.get_row_index(current), animate=False)
 
 
-def fetch_config(client: ApiClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+def fetch_config(source: DataSource) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
     """Blocking (worker thread): groups and rules, or the API's one-line error."""
     try:
-        return list(client.get("/groups")), list(client.get("/rules")), None
-    except ApiClientError as exc:
+        return list(source.get("/groups")), list(source.get("/rules")), None
+    except (ApiClientError, SourceError) as exc:
         return [], [], f"API error: {exc.message}"
 
 
@@ -234,7 +236,7 @@ class ConfigScreen(Screen[None]):
     def refresh_view(self) -> None:
         if self._worker is not None and self._worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
             return
-        self._worker = self.run_worker(functools.partial(fetch_config, self.happ.client), name="config",
+        self._worker = self.run_worker(functools.partial(fetch_config, self.happ.source), name="config",
                                        group="config", thread=True, exit_on_error=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -250,3 +252,46 @@ class ConfigScreen(Screen[None]):
             return
         self.happ.fill_table(self.query_one("#groups", DataTable), model.group_rows(groups), ())
         self.happ.fill_table(self.query_one("#rules", DataTable), model.rule_rows(rules), (5,))
+
+
+class HelpScreen(ModalScreen[None]):
+    """`?`: every key, what it does, and the mode the TUI runs in."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    KEYS = [
+        ("Main screen", [("↑ ↓ / mouse", "select a service (Tab: the nodes table)"),
+                         ("Enter", "the service in full (or the node's maintenance)"),
+                         ("/", "filter services by words (Esc closes)"), ("g, F5", "refresh now"),
+                         ("h", "history in plain words"), ("c", "groups and rules"), ("?", "this help"),
+                         ("q", "quit")]),
+        ("Actions (confirmed with y, cancelled with n/Esc)",
+         [("m / r", "migrate / relocate the service: the node from a list"),
+          ("e / d", "enable (started) / disable"), ("t", "requested state from a list"),
+          ("s", "stop with a timeout (0 = hard stop)"), ("x, Del", "remove from HA"),
+          ("n", "node maintenance: the node from a list")]),
+    ]
+    SIM_KEYS = ("Simulation", [("Space", "run / pause the clock"), (".", "one round"),
+                               ("p", "power a node off or on"), ("w", "cut or restore a node's network")])
+
+    def __init__(self, sim: bool = False, read_only: bool = False) -> None:
+        super().__init__()
+        self.sim, self.read_only = sim, read_only
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        sections = list(self.KEYS) + ([self.SIM_KEYS] if self.sim else [])
+        for title, keys in sections:
+            text.append(title + "\n", style="bold underline")
+            for key, words in keys:
+                text.append(f"  {key:<13}", style="bold")
+                text.append(words + "\n")
+        text.append("\nA command the API accepts is followed until the cluster shows its outcome;\n"
+                    "the status bar says done or FAILED, not just queued.\n", style="dim")
+        if self.read_only:
+            text.append("Read-only mode: actions are refused here and nothing is sent.\n", style="bold yellow")
+        with VerticalScroll(classes="dialog", id="help"):
+            yield Label(text, id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,4 +1,4 @@
-"""Small widgets: the cluster header, the one-line status bar, the service detail panel.
+"""Small widgets: the one-line health bar, the one-line status bar, the service detail.
 
 Each keeps the plain text it shows in `.plain`, which the pilot tests read.
 """
@@ -11,32 +11,44 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui import model
+from tui.words import event_line, format_age, format_clock, plain, with_symbol
+
+STYLE = {"ok": "green", "bad": "bold red", "warn": "yellow", "dim": "dim"}
 
 
-class ClusterHeader(Static):
-    """Quorum, master, node count: the first thing an operator looks at."""
+class HealthBar(Static):
+    """Quorum, master, nodes, fencing, services, and where the data comes from: one line.
+
+    `problem` (the source is unreachable, switching members) comes first, in red, from
+    the moment the app knows; the last data stays after it, with its age.
+    """
 
     plain = ""
 
-    def show(self, snap: model.Snapshot | None, stale: bool = False) -> None:
-        text = Text()
+    def show(self, snap: model.Snapshot | None, problem: str | None = None, now_s: float | None = None,
+             source: str | None = None) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if problem:
+            text.append(f"✖ {problem}", style="bold white on red")
+            text.append("  ")
         if snap is None:
-            text.append("cluster state unknown (no answer from the API yet)", style="bold red")
+            if not problem:
+                text.append("cluster state unknown (no answer yet)", style="bold red")
         else:
-            for i, (label, value, kind) in enumerate(model.header_parts(snap)):
+            for i, (words, kind) in enumerate(model.health_parts(snap)):
                 if i:
-                    text.append("   ")
-                text.append(f"{label}: ", style="bold")
-                text.append(value, style={"ok": "green", "bad": "bold red", "warn": "yellow"}.get(kind, ""))
-            text.append(f"   updated {model.format_clock(snap.wall_time_s)[11:]}", style="dim")
-            if stale:
-                text.append("  (stale)", style="bold yellow")
+                    text.append(" │ ", style="dim")
+                text.append(words, style=STYLE.get(kind, ""))
+            text.append(" │ ", style="dim")
+            text.append(f"via {source or snap.api_node}", style="dim")
+            if problem and now_s is not None:
+                text.append(f" (data {format_age(now_s - snap.wall_time_s)} old)", style="bold yellow")
         self.plain = text.plain
         self.update(text)
 
 
 class StatusBar(Static):
-    """One line: the last action's result or the last API error. Never more than one line."""
+    """One line: the last action's result or the last error. Never more than one line."""
 
     plain = ""
     kind = "info"
@@ -45,15 +57,18 @@ class StatusBar(Static):
         self.plain = " ".join(line.split())
         self.kind = kind
         self.set_classes(f"status-{kind}")
-        self.update(Text(self.plain))
+        self.update(Text(self.plain, no_wrap=True, overflow="ellipsis"))
 
 
-def _kv(items: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in items.items())
+DETAIL_KEYS = ("type", "state", "node", "group", "max_restart", "max_relocate", "failback", "comment")
+STATUS_WORDS = {"state": "CRM state", "node": "node", "target": "target", "uid": "uid", "running": "running",
+                "failed_nodes": "failed on", "maintenance_node": "back to", "timeout": "stop timeout",
+                "cmd": "pending cmd", "stop_unconfirmed": "stop unsure"}
 
 
-def detail_text(sid: str | None, snap: model.Snapshot | None, events: list[dict[str, Any]]) -> Text:
-    """The service's config, its CRM status and the recent history that names it."""
+def detail_text(sid: str | None, snap: model.Snapshot | None, events: list[dict[str, Any]],
+                change: model.Change | None = None) -> Text:
+    """The service's config, its CRM status, why it last changed and its recent history."""
     text = Text()
     if sid is None or snap is None:
         text.append("no service selected", style="dim")
@@ -64,39 +79,47 @@ def detail_text(sid: str | None, snap: model.Snapshot | None, events: list[dict[
         return text
     text.append(sid + "\n", style="bold")
     text.append("config\n", style="underline")
-    for key in ("type", "state", "node", "group", "max_restart", "max_relocate", "failback", "comment"):
+    for key in DETAIL_KEYS:
         if key in res:
-            value = res[key]
-            if isinstance(value, bool):
-                value = int(value)
-            text.append(f"  {key:<13}", style="bold")
-            text.append(f"{value}\n")
+            text.append(f"  {key:<14}", style="bold")
+            text.append(f"{plain(res[key])}\n")
     for key, value in sorted((res.get("params") or {}).items()):
-        text.append(f"  {'param':<13}", style="bold")
-        text.append(f"{key}={value}\n")
+        text.append(f"  {'param':<14}", style="bold")
+        text.append(f"{key}={plain(value)}\n")
     for what, problem in sorted((res.get("errors") or {}).items()):
-        text.append(f"  {what}: {problem}\n", style="red")
+        text.append(f"  {what}: {plain(problem)}\n", style="red")
     status = snap.service_status(sid)
     text.append("CRM status\n", style="underline")
     if not status:
         text.append("  not yet seen by the CRM (queued)\n", style="dim")
     for key in sorted(status):
-        text.append(f"  {key:<13}", style="bold")
-        text.append(f"{status[key]}\n")
+        value = status[key]
+        shown = with_symbol(str(value)) if key == "state" else plain(value)
+        text.append(f"  {STATUS_WORDS.get(key, key):<14}", style="bold")
+        text.append(f"{shown}\n")
+    failure = snap.agent_failure(sid)
+    text.append(f"  {'agent failure':<14}", style="bold")
+    text.append(f"{failure}\n", style="red" if failure != "-" else "")
+    if change is not None:
+        text.append(f"  {'last change':<14}", style="bold")
+        text.append(f"to {change.state} {format_age(snap.wall_time_s - change.at_s)} ago: {change.reason}\n")
     text.append("recent events\n", style="underline")
     if not events:
         text.append("  none read since the TUI started\n", style="dim")
     for event in events[-15:]:
-        text.append(f"  {model.format_clock(event.get('ts'))[11:]}  #{event.get('seq')}  ", style="dim")
-        text.append(f"{event.get('op')}  ", style="bold" if event.get("ok", True) else "bold red")
-        text.append(model.event_summary(event) + "\n")
+        seq = event.get("seq")
+        text.append(f"  {format_clock(event.get('ts'))[11:]} ", style="dim")
+        if seq is not None:
+            text.append(f"#{seq} ", style="dim")
+        text.append(event_line(event) + "\n", style="" if event.get("ok", True) else "bold red")
     return text
 
 
 class ServiceDetail(Static):
     plain = ""
 
-    def show(self, sid: str | None, snap: model.Snapshot | None, events: list[dict[str, Any]]) -> None:
-        text = detail_text(sid, snap, events)
+    def show(self, sid: str | None, snap: model.Snapshot | None, events: list[dict[str, Any]],
+             change: model.Change | None = None) -> None:
+        text = detail_text(sid, snap, events, change)
         self.plain = text.plain
         self.update(text)
