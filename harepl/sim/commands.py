@@ -13,6 +13,9 @@ verbs harepl adds (docs/testing.md, "Simulator fault verbs") by `fault_cmd` here
   store leader-change ROUNDS no write commits anywhere for ROUNDS rounds (lost)
   link NODE NODE off|on      the two nodes cannot reach each other (partial partition)
   disk NODE full|ok          NODE's store member cannot persist: writes not acknowledged
+  member NODE join|leave     NODE joins/leaves the cluster's member list (a node added or
+                             removed mid-run; a non-member is never quorate; hardware_status
+                             may give `"member": false` for a node that joins later)
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class ScenarioError(Exception):
 
 
 NODE_CMDS = {"power", "network", "cfs", "reboot", "shutdown", "restart-lrm", "crm", "pve-manager-version"}
-FAULT_CMDS = {"stall", "agent", "store", "link", "disk"}
+FAULT_CMDS = {"stall", "agent", "store", "link", "disk", "member"}
 # commands the stalled daemon itself would carry out: they wait until it resumes
 DAEMON_CMDS = {"reboot", "shutdown", "restart-lrm", "crm"}
 
@@ -56,6 +59,7 @@ def validate_fault(parts: list[str], cmd: str, nodes: dict[str, NodeHw]) -> None
         "store": "store NODE slow ROUNDS | store NODE ok | store leader-change ROUNDS",
         "link": "link NODE NODE off|on",
         "disk": "disk NODE full|ok",
+        "member": "member NODE join|leave",
     }[head]
     try:
         if head == "stall" and len(parts) == 3:
@@ -88,6 +92,9 @@ def validate_fault(parts: list[str], cmd: str, nodes: dict[str, NodeHw]) -> None
             if parts[1] != parts[2]:
                 return
         if head == "disk" and len(parts) == 3 and parts[2] in ("full", "ok"):
+            node(1)
+            return
+        if head == "member" and len(parts) == 3 and parts[2] in ("join", "leave"):
             node(1)
             return
     except IndexError:
@@ -191,4 +198,7 @@ def fault_cmd(sim: Simulation, parts: list[str]) -> None:
         hw.partition_changed()
     elif head == "disk":
         hw.nodes[parts[1]].disk_full = parts[2] == "full"
+        hw.partition_changed()
+    elif head == "member":
+        hw.nodes[parts[1]].member = parts[2] == "join"
         hw.partition_changed()

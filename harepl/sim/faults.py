@@ -55,10 +55,14 @@ class FuzzCase:
     # the workload beyond services (faults 'all'): files written as they are, node sizes
     files: dict[str, str] = field(default_factory=dict)
     node_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    joining: list[str] = field(default_factory=list)  # nodes that are not members at the start
 
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        hardware = {n: {"power": "off", "network": "off", **self.node_stats.get(n, {})} for n in self.nodes}
+        hardware: dict[str, dict[str, object]] = {
+            n: {"power": "off", "network": "off", **self.node_stats.get(n, {})} for n in self.nodes}
+        for n in self.joining:
+            hardware[n]["member"] = False
         (folder / "hardware_status").write_text(json.dumps(hardware, indent=2) + "\n")
         for name, text in sorted(self.files.items()):
             (folder / name).write_text(text)
@@ -114,6 +118,7 @@ def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = N
 
     extra = _Faults(random.Random(f"harepl-faults-{seed}"), names, config) if faults == "all" else None
     if extra is not None:
+        extra.membership(cmdlist)
         for batch in cmdlist[1:]:
             extra.add_to(batch)
 
@@ -134,6 +139,8 @@ def generate(seed: int, nodes: int = 3, steps: int = 8, services: int | None = N
                     steps=steps, faults=faults)
     if extra is not None:
         extra.workload(case)
+        case.nodes = extra.names
+        case.joining = extra.joining
     return case
 
 
@@ -196,13 +203,25 @@ class _Faults:
 
     def __init__(self, rng: random.Random, names: list[str], config: dict[str, dict[str, object]]) -> None:
         self.rng = rng
-        self.names = names
+        self.names = list(names)
+        self.joining: list[str] = []  # a node added mid-run (not a member at the start)
+        self.left: set[str] = set()
         self.sids = sorted(config)
         self.config = config
         self.cut: set[tuple[str, str]] = set()
         self.disk_full: set[str] = set()
         self.slow: set[str] = set()
         self.agent_faulted: set[str] = set()
+
+    def membership(self, cmdlist: list[list[str]]) -> None:
+        """Sometimes a node added mid-run: powered on as a non-member, it joins later."""
+        if self.rng.random() >= 0.25 or len(cmdlist) < 3:
+            return
+        new = f"node{len(self.names) + 1}"
+        self.names.append(new)
+        self.joining.append(new)
+        cmdlist[0].append(f"power {new} on")
+        cmdlist[self.rng.randrange(1, len(cmdlist))].append(f"member {new} join")
 
     def add_to(self, batch: list[str]) -> None:
         for _ in range(self.rng.choice([0, 1, 1, 2])):
@@ -214,8 +233,8 @@ class _Faults:
 
     def _one(self) -> str | None:
         rng, node = self.rng, self.rng.choice(self.names)
-        kind = rng.choices(["stall", "agent", "die", "slow", "leader", "link", "disk"],
-                           weights=[3, 3, 1, 2, 1, 2, 1])[0]
+        kind = rng.choices(["stall", "agent", "die", "slow", "leader", "link", "disk", "member"],
+                           weights=[3, 3, 1, 2, 1, 2, 1, 1])[0]
         if kind == "stall":
             return f"stall {node} {rng.choice(STALL_ROUNDS)}"
         if kind == "agent":
@@ -239,6 +258,14 @@ class _Faults:
                 return f"link {a} {b} on"
             self.cut.add((a, b))
             return f"link {a} {b} off"
+        if kind == "member":
+            if node in self.joining:
+                return None
+            if node in self.left:
+                self.left.discard(node)
+                return f"member {node} join"
+            self.left.add(node)
+            return f"member {node} leave"
         if node in self.disk_full:
             self.disk_full.discard(node)
             return f"disk {node} ok"
@@ -246,6 +273,9 @@ class _Faults:
         return f"disk {node} full"
 
     def heal(self, heal: list[str], cmdlist: list[list[str]], requested: dict[str, str]) -> None:
+        for n in self.joining:
+            heal += [f"power {n} on", f"network {n} on"]
+        heal += [f"member {n} join" for n in sorted(set(self.joining) | self.left)]
         heal += [f"link {a} {b} on" for a, b in sorted(self.cut)]
         heal += [f"disk {n} ok" for n in sorted(self.disk_full)]
         heal += [f"store {n} ok" for n in sorted(self.slow)]

@@ -56,6 +56,7 @@ _MOVED = re.compile(r"\s(?P<node>\S+)/lrm: service (?P<sid>\S+) - end (?P<how>mi
 _POWER_OFF = re.compile(r"(?:execute power (?P<a>\S+) off|server '(?P<b>[^']+)' stopped by poweroff)")
 _FENCE_ACK = re.compile(r"/crm: fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'")
 _HW_ENDED = re.compile(r"hardware: service (?P<sid>\S+) (?:died|stopped late) on node '(?P<node>[^']+)'")
+_MEMBER = re.compile(r"(?:execute member (?P<node>\S+) (?P<how>join|leave)$|node '(?P<out>[^']+)' is not a cluster member$)")
 _STALL = re.compile(r"execute stall (?P<node>\S+) \d+$")
 _RECOVER = re.compile(r"/crm: recover service '(?P<sid>[^']+)' from fenced node '(?P<node>[^']+)'")
 
@@ -75,6 +76,7 @@ class _Masters:
 
     def __init__(self, nodes: list[str]) -> None:
         self.nodes = nodes
+        self.members = set(nodes)  # `member NODE join|leave` changes the majority
         self.power: dict[str, bool] = {}
         self.network: dict[str, bool] = {}
         self.masters: set[str] = set()
@@ -87,6 +89,11 @@ class _Masters:
             self.masters.discard(dead)
         elif m := _NETWORK.search(line):
             self.network[m["node"]] = m["how"] == "on"
+        elif m := _MEMBER.search(line):
+            if m["how"] == "join":
+                self.members.add(m["node"])
+            else:
+                self.members.discard(m["node"] or m["out"])
         elif m := _STALL.search(line):
             # a stalled master acts on nothing; it finds out it was deposed when it resumes
             # (the simulator's own check excludes it until its next step)
@@ -95,8 +102,8 @@ class _Masters:
             self.masters.add(m["node"])
         elif m := _MASTER_OUT.search(line):
             self.masters.discard(m["node"])
-        online = {n for n in self.nodes if self.power.get(n) and self.network.get(n)}
-        if len(online) * 2 > len(self.nodes) and len(self.masters & online) > 1:
+        online = {n for n in self.members if self.power.get(n) and self.network.get(n)}
+        if len(online) * 2 > len(self.members) and len(self.masters & online) > 1:
             return f"two masters in the quorate partition: {', '.join(sorted(self.masters & online))}"
         return None
 
@@ -327,11 +334,13 @@ def _keep_reproducer(case: FuzzCase, result: FuzzResult, folder: Path, keep: Pat
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(folder, target)
+    joining = f", {len(case.joining)} joining later" if case.joining else ""
     (target / "README").write_text(
-        f"Reproducer of fuzz seed {case.seed} ({len(case.nodes)} nodes).\n\n"
+        f"Reproducer of fuzz seed {case.seed} ({len(case.nodes)} nodes{joining}).\n\n"
         + "\n".join(result.problems) + "\n\nReplay: harepl sim run " + str(target) + " --log /tmp/seed.log"
         + (f" --profile {result.profile}" if result.profile else "")
-        + f"\nor: harepl sim fuzz --seeds 1 --start {case.seed} --nodes {len(case.nodes)} --steps {case.steps}"
+        + f"\nor: harepl sim fuzz --seeds 1 --start {case.seed} --nodes {len(case.nodes) - len(case.joining)}"
+        + f" --steps {case.steps}"
         + (f" --profile {result.profile}" if result.profile else "")
         + (f" --faults {case.faults}" if case.faults != "all" else "") + "\n")
     (target / "fuzz.log").write_text(result.log)

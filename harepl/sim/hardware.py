@@ -41,6 +41,7 @@ class NodeHw:
     maxcpu: float = 0.0
     maxmem: float = 0.0
     disk_full: bool = False  # its store member cannot persist: no write is acknowledged
+    member: bool = True  # in the cluster's member list (`member NODE join|leave`)
 
 
 @dataclass
@@ -124,7 +125,10 @@ class Hardware:
     # --- membership ---------------------------------------------------------------------------
 
     def _up(self) -> list[str]:
-        return [n for n, h in sorted(self.nodes.items()) if h.power == "on" and h.network == "on"]
+        return [n for n, h in sorted(self.nodes.items()) if h.power == "on" and h.network == "on" and h.member]
+
+    def members(self) -> list[str]:
+        return [n for n, h in sorted(self.nodes.items()) if h.member]
 
     def _online(self) -> tuple[frozenset[str], bool]:
         """(members of the quorate partition, quorate); cached until partition_changed()."""
@@ -136,13 +140,13 @@ class Hardware:
                 leader = self.leader
                 up = [n for n in up
                       if leader is not None and (n == leader or frozenset((n, leader)) not in self.links_cut)]
-            quorate = len(up) > len(self.nodes) // 2
+            quorate = len(up) > len(self.members()) // 2
             self._online_cache = (frozenset(up) if quorate else frozenset(), quorate)
         return self._online_cache
 
     def node_info(self) -> tuple[dict[str, NodeInfo], bool]:
         online, quorate = self._online()
-        return {n: {"online": n in online} for n in sorted(self.nodes)}, quorate
+        return {n: {"online": n in online} for n in self.members()}, quorate
 
     def quorate_for(self, node: str) -> bool:
         return node in self._online()[0]
@@ -150,7 +154,7 @@ class Hardware:
     def _elect(self) -> None:
         """Keep the Raft leader while it reaches a majority, else the first node that does."""
         up = self._up()
-        need = len(self.nodes) // 2 + 1
+        need = len(self.members()) // 2 + 1
 
         def reach(n: str) -> int:
             return sum(1 for m in up if m == n or frozenset((n, m)) not in self.links_cut)

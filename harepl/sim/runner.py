@@ -116,7 +116,9 @@ def load_scenario(folder: Path) -> Scenario:
     for node, d in hw_raw.items():
         if not isinstance(d, dict) or d.get("power") not in ("on", "off") or d.get("network") not in ("on", "off"):
             raise ScenarioError(f"hardware_status: node '{node}' needs power and network 'on' or 'off'")
-        hardware[node] = NodeHw(power=d["power"], network=d["network"],
+        if d.get("member", True) not in (True, False):
+            raise ScenarioError(f"hardware_status: node '{node}': member must be true or false")
+        hardware[node] = NodeHw(power=d["power"], network=d["network"], member=d.get("member", True),
                                 maxcpu=float(d.get("maxcpu", 0) or 0), maxmem=float(d.get("maxmem", 0) or 0))
     cmdlist = _read_json(folder / "cmdlist", required=True)
     if not isinstance(cmdlist, list) or not all(
@@ -201,6 +203,8 @@ class Simulation:
 
     def run(self) -> None:
         self.log("info", "hardware", "starting simulation")
+        for node in sorted(n for n, h in self.hw.nodes.items() if not h.member):
+            self.log("info", "hardware", f"node '{node}' is not a cluster member")
         last_cmd_time = 0.0
         next_cmd_at = 0.0
         p = self.profile
@@ -249,7 +253,7 @@ class Simulation:
         if quorate:
             # a stalled master acts on nothing until it has stepped again (and found out)
             masters = [n for n, r in self.roles.items()
-                       if r.crm is not None and r.crm.state == "master" and info[n]["online"]
+                       if r.crm is not None and r.crm.state == "master" and n in info and info[n]["online"]
                        and n not in self.stalled]
             if len(masters) > 1:
                 raise InvariantBroken(f"more than one master in the quorate partition: {', '.join(masters)}")

@@ -278,3 +278,37 @@ def test_generated_workloads_carry_every_new_fault_and_classic_stays_as_it_was()
     assert {"agent start-fail", "agent start-hang", "agent stop-fail", "agent stop-hang",
             "agent die-after-start"} <= verbs
     assert {"datacenter.cfg", "groups", "rules_config"} <= files
+
+
+# --- 5. membership changes -----------------------------------------------------------------------
+
+def test_a_node_added_mid_run_joins_and_a_node_that_leaves_is_fenced_before_recovery(tmp_path: Path) -> None:
+    d = scenario(tmp_path, [[*POWER_ON, "power node4 on"], ["member node3 leave"], ["member node4 join"],
+                            ["service vm:102 migrate node4"]],
+                 services={"vm:101": {"node": "node3", "state": "started"},
+                           "vm:102": {"node": "node1", "state": "started"}})
+    hw_status = {n: {"power": "off", "network": "off"} for n in (*NODES, "node4")}
+    hw_status["node4"]["member"] = False  # type: ignore[assignment]
+    (d / "hardware_status").write_text(json.dumps(hw_status))
+    lines, sim, violation = run_scenario(d, "fast")
+    log = "\n".join(lines)
+    assert violation is None, log[-3000:]
+    order(log, r"hardware: node 'node4' is not a cluster member", r"execute member node3 leave",
+          r"node1/crm: node 'node3': state changed from 'unknown' => 'gone'",
+          r"node3/lrm: lost lease 'agent:node3' - stopping all local services now",
+          r"execute member node4 join", r"node1/crm: node 'node4': state changed from 'unknown' => 'online'",
+          r"fencing: acknowledged - got agent lock for node 'node3'",
+          r"recover service 'vm:101' from fenced node 'node3'")
+    assert "vm:102" in sim.status()["running"]["node4"]
+    assert "node 'node4': state changed" not in log.split("execute member node4 join")[0]  # not a member before
+
+
+def test_fuzz_replay_line_names_the_requested_cluster_size(tmp_path: Path) -> None:
+    from harepl.sim.fuzz import FuzzResult, _keep_reproducer
+    case = next(c for c in (generate(s, nodes=3) for s in range(3000000, 3000100)) if c.joining)
+    assert len(case.nodes) == 4  # a node joins later
+    folder = tmp_path / "f"
+    case.write(folder)
+    assert json.loads((folder / "hardware_status").read_text())[case.joining[0]]["member"] is False
+    target = _keep_reproducer(case, FuzzResult(case.seed, 3, ["x"], "", "fast"), folder, tmp_path / "keep")
+    assert f"--start {case.seed} --nodes 3 --steps 8 --profile fast\n" in (target / "README").read_text()
