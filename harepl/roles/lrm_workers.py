@@ -37,6 +37,11 @@ class Workers:
         self.results: dict[str, LrmResult] = {}  # uid -> result, for the master
         self.restart_tries: dict[str, int] = {}  # sid -> failed starts retried so far
         self.shutdown_errors = 0  # failed stop jobs queued by a node shutdown
+        # a shutdown's stop for a service whose job still runs (a start, say): it runs
+        # when that job ends. Proxmox drops it ("already running"), and its LRM then exits
+        # with the service running and the watchdog closed; its simulator never shows it
+        # (jobs end within a round there), our async profile and a real node do.
+        self.after_running: dict[str, Worker] = {}
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -50,6 +55,8 @@ class Workers:
         waited = 0
         if w is not None:
             if w.handle is not None:
+                if uid is None and state == "request_stop":
+                    self.after_running[sid] = Worker(sid, uid, state, dict(params))
                 return  # already running
             waited = w.start_tries  # keep its place: the longest waiting job starts first
             del self.jobs[sid]
@@ -58,6 +65,7 @@ class Workers:
     def drop_all(self) -> None:
         """Forget every job (the emergency stop dropped or waited for them all)."""
         self.jobs = {}
+        self.after_running = {}
 
     def forget_removed(self, service_status: Mapping[str, ServiceStatus]) -> None:
         for sid in list(self.restart_tries):
@@ -101,6 +109,8 @@ class Workers:
                 running += 1
                 continue
             del self.jobs[sid]
+            if sid in self.after_running:
+                self.jobs[sid] = self.after_running.pop(sid)
             if w.uid is None:
                 if code != 0:
                     self.shutdown_errors += 1

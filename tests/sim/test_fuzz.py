@@ -17,6 +17,10 @@ from harepl.sim.fuzz import KNOWN_DEFECTS, generate, known_defect, log_safety_vi
 SEEDS_3_NODES = range(0, 200)
 SEEDS_5_NODES = range(1000, 1060)
 SEEDS_FAST = range(2000, 2080)  # harepl's own 'fast' timing profile: other interleavings
+# harepl's other safe profiles (SAFE_PROFILES), so that CI runs > 500 seeds in all
+SEEDS_DEFAULT = range(3000, 3100)
+SEEDS_ASYNC = range(4000, 4100)
+SEEDS_5_NODES_FAST = range(5000, 5040)
 
 
 @pytest.mark.parametrize("faults", ["classic", "all"])
@@ -74,16 +78,23 @@ def test_log_checker_accepts_poweroff_then_recovery() -> None:
 
 
 def test_no_failure_is_excused_as_a_known_defect() -> None:
-    # every reported fuzz defect is fixed: a shutdown that never ends is a plain failure again
+    # every earlier fuzz defect is fixed: a shutdown that never ends is a plain failure again
     hung = "info 1 node4/lrm: got shutdown request with shutdown policy 'conditional'"
-    assert KNOWN_DEFECTS == {}
+    assert set(KNOWN_DEFECTS) == {"stop-never-confirmed"}  # open, reported (harepl/roles, core)
     assert known_defect(hung) is None
+    stuck = "\n".join(["err 1 node1/crm: service 'vm:101': stop not confirmed - it stays in 'error'",
+                       "info 2 node1/crm: service 'vm:101': stop confirmed by node 'node1'",
+                       "err 3 node1/crm: service 'vm:101': stop not confirmed - it stays in 'error'"])
+    assert known_defect(stuck) == "stop-never-confirmed"
+    assert known_defect(stuck.rsplit("\n", 1)[0]) is None  # confirmed in the end: not this defect
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(("seeds", "nodes", "profile"),
-                         [(SEEDS_3_NODES, 3, None), (SEEDS_5_NODES, 5, None), (SEEDS_FAST, 3, "fast")],
-                         ids=["3-nodes", "5-nodes", "3-nodes-fast"])
+                         [(SEEDS_3_NODES, 3, None), (SEEDS_5_NODES, 5, None), (SEEDS_FAST, 3, "fast"),
+                          (SEEDS_DEFAULT, 3, "default"), (SEEDS_ASYNC, 3, "async"), (SEEDS_5_NODES_FAST, 5, "fast")],
+                         ids=["3-nodes", "5-nodes", "3-nodes-fast", "3-nodes-default", "3-nodes-async",
+                              "5-nodes-fast"])
 def test_random_faults_never_break_safety_and_always_heal(seeds: range, nodes: int, profile: str | None,
                                                           tmp_path: Path) -> None:
     failures: list[str] = []
