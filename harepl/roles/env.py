@@ -151,17 +151,26 @@ class Env(Protocol):
         ...
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
-        """Acquire or renew the node lease of `node` (default: this node).
+        """Hold the node lease of `node` (default: this node).
 
-        Called by the LRM for its own node (every loop, with the watchdog fed only while it
-        succeeds), and by the CRM master for a *failed* node: the CRM may take a foreign
-        node lease only after `lease_timeout_s` of its own monotonic time without seeing it
-        renewed; taking it (new epoch) is what acknowledges the fence. Returns False when not
-        quorate or when the lease is held (and not expired) by someone else."""
+        Own node (the LRM, every loop; it feeds the watchdog only on True): make sure this
+        node holds its lease (take it when free or expired, renew it otherwise) and return
+        True iff it is held *and* locally valid now, as `node_lease_valid()`. The simulator
+        renews in this call; the daemon's lease keeper renews once per loop on its own
+        thread and this call reports what that achieved: the same answer, at most a loop
+        later. Foreign node (the CRM master fencing a failed node): take it only after
+        `lease_timeout_s` of our own monotonic time without seeing it renewed; taking it
+        (new epoch) is what acknowledges the fence (docs/safety.md). False when not quorate
+        or when the lease is held, and not expired, by someone else."""
         ...
 
     def release_ha_agent_lock(self) -> bool:
-        """Release this node's lease; only after all its services are stopped or frozen."""
+        """The LRM no longer needs this node's lease: every local service is stopped or
+        frozen and the watchdog is closed. After this the LRM must not rely on the lease
+        (feed a watchdog, start a service) until `get_ha_agent_lock()` says True again.
+        The simulator releases it, as Proxmox does (another node may take it at once); the
+        daemon keeps renewing it as the node's heartbeat (its 'online' state). Either way
+        nothing runs there that a new holder could recover."""
         ...
 
     def node_lease_valid(self) -> bool:
