@@ -1,5 +1,5 @@
 """Every document the code and the docs point to is in the repository (issue 12: 27
-comments pointed to a DESIGN.md and a CONTRACTS.md that were not)."""
+comments pointed to two design notes that were not; docs/design.md holds them now)."""
 
 from __future__ import annotations
 
