@@ -212,13 +212,38 @@ def set_(sid: str, delete: str | None, digest: str | None, **opts: Any) -> None:
 
 @cli.command()
 @click.argument("sid")
-def remove(sid: str) -> None:
+@click.option("--purge", type=BOOL, default=True, show_default="1", metavar="0|1",
+              help="Also remove the resource from every rule naming it, deleting the rules "
+                   "it leaves without resources.")
+def remove(sid: str, purge: bool) -> None:
     """Remove a resource from HA management (its service is left as it is)."""
-    _call("DELETE", f"/resources/{seg(sid)}")
+    client = _client()
+    try:
+        client.request("DELETE", f"/resources/{seg(sid)}", None, {"purge": 1 if purge else 0})
+    except ApiClientError as exc:
+        raise HaError(exc.message, exc.status) from None
 
 
 def _move(verb: str, sid: str, node: str) -> None:
-    _call("POST", f"/resources/{seg(sid)}/{verb}", {"node": node})
+    """Queue the move; report what the CRM will do with it, as Proxmox's CLI: partners
+    in positive affinity that come along, or (exit 2) the resources in negative affinity
+    on the target node that make the CRM refuse it."""
+    data = _call("POST", f"/resources/{seg(sid)}/{verb}", {"node": node})
+    if not isinstance(data, dict):
+        return
+    sid, req_node = data.get("sid", sid), data.get("requested-node", node)
+    blocking = data.get("blocking-resources") or []
+    if blocking:
+        reasons = []
+        for b in blocking:
+            reason = f"- resource '{b.get('sid')}' on target node '{req_node}'"
+            if b.get("cause") == "resource-affinity":
+                reason += f" in negative affinity with resource '{sid}'"
+            reasons.append(reason)
+        raise HaError(f"cannot {verb} resource '{sid}' to node '{req_node}': " + " ".join(reasons), 400)
+    for csid in data.get("comigrated-resources") or []:
+        click.echo(f"also {verb} resource '{csid}' in positive affinity with resource '{sid}' "
+                   f"to target node '{req_node}'")
 
 
 @cli.command()

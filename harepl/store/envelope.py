@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-VERSION = 2
+VERSION = 3
 SUPPORTED_VERSIONS = tuple(range(1, VERSION + 1))
 
 MANAGER_LEASE = "manager"

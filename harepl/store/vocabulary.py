@@ -14,7 +14,9 @@ appeared in and its meaning are declared next to its handler in its domain's mod
 - resources     `ops.resources`     resource_add, resource_set, resource_update (v2),
                                     resource_move, resource_remove
 - groups, rules `ops.groups_rules`  group_set, group_update (v2), group_remove,
-                                    rule_set, rule_update (v2), rule_remove
+                                    rule_set, rule_update (v2), rule_remove,
+                                    resource_purge (v3: a resource out of the config
+                                    and out of every rule, at once)
 - datacenter    `ops.datacenter`    dc_options_set (v2)
 - nodes         `ops.nodes`         node_add, node_remove, node_stats_set (v2)
 - noop (here): nothing; the barrier of linearizable reads.
@@ -48,7 +50,15 @@ from .ops import crm, datacenter, groups_rules, leases, nodes, resources, status
 from .ops.common import DIGEST_MISMATCH
 from .ops.crm import crm_command_consume, crm_command_enqueue
 from .ops.datacenter import DC_OPTIONS, dc_option_check, dc_options_set
-from .ops.groups_rules import group_remove, group_set, group_update, rule_remove, rule_set, rule_update
+from .ops.groups_rules import (
+    group_remove,
+    group_set,
+    group_update,
+    resource_purge,
+    rule_remove,
+    rule_set,
+    rule_update,
+)
 from .ops.leases import lease_acquire, lease_release, lease_renew
 from .ops.nodes import node_add, node_remove, node_stats_set
 from .ops.resources import resource_add, resource_move, resource_remove, resource_set, resource_update
@@ -93,6 +103,6 @@ __all__ = [
     "CommandError", "agent_lease", "crm_command_consume", "crm_command_enqueue", "dc_option_check",
     "dc_options_set", "decode", "encode", "group_remove", "group_set", "group_update", "lease_acquire",
     "lease_release", "lease_renew", "lrm_status_set", "make", "manager_status_set", "min_version", "node_add",
-    "node_remove", "node_stats_set", "noop", "resource_add", "resource_move", "resource_remove",
+    "node_remove", "node_stats_set", "noop", "resource_add", "resource_move", "resource_purge", "resource_remove",
     "resource_set", "resource_update", "rule_remove", "rule_set", "rule_update", "validate",
 ]

@@ -52,7 +52,8 @@ def test_bad_datacenter_set_is_one_line_exit_2(api: LocalApi, ha, args: list[str
 def test_digest_option_refuses_a_stale_edit(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
     ha("groupadd", "web", "--nodes", "node1:2,node2")
     ha("add", "fa:1", "--group", "web")
-    ha("rules", "add", "node-affinity", "pin", "--resources", "fa:1", "--nodes", "node1")
+    ha("add", "fa:2")  # fa:1 has its group's node-affinity rule already: one per resource
+    ha("rules", "add", "node-affinity", "pin", "--resources", "fa:2", "--nodes", "node1")
     group = json.loads(ha("groupconfig", "--output-format", "json").output)[0]
     resource = json.loads(ha("config", "--output-format", "json").output)[0]
     rule = json.loads(ha("rules", "list", "--output-format", "json").output)[0]

@@ -95,15 +95,16 @@ def test_groups(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
 def test_rules(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
     ha("add", "fa:1")
     ha("add", "fa:2")
+    ha("add", "fa:3")
     ha("rules", "add", "resource-affinity", "apart", "--resources", "fa:1,fa:2", "--affinity", "negative")
-    ha("rules", "add", "node-affinity", "pin", "--resources", "fa:1", "--nodes", "node1:2,node2",
+    ha("rules", "add", "node-affinity", "pin", "--resources", "fa:3", "--nodes", "node1:2,node2",
        "--strict", "--comment", "keep it home")
     listed = ha("rules", "list").output.splitlines()
     assert [c.strip() for c in listed[1].split("│")[1:-1]] == ["rule", "type", "resources", "nodes", "strict",
                                                                "affinity", "comment"]
     assert [c.strip() for c in listed[3].split("│")[1:-1]] == ["apart", "resource-affinity", "fa:1,fa:2",
                                                                "", "", "negative", ""]
-    assert [c.strip() for c in listed[5].split("│")[1:-1]] == ["pin", "node-affinity", "fa:1", "node1:2,node2",
+    assert [c.strip() for c in listed[5].split("│")[1:-1]] == ["pin", "node-affinity", "fa:3", "node1:2,node2",
                                                                "1", "", "keep it home"]
     config = ha("rules", "config").output.splitlines()
     assert config[1].split("│")[1:-1] == [" enabled ", " state  ", " rule  ", " type              ",

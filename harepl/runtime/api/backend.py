@@ -12,6 +12,7 @@ so a write is applied whole or rejected whole, never partially. The API sends on
 
     resource_add {sid, config}            resource_update {sid, changes, delete?, digest?}
     resource_remove {sid}                 group_set {name, config}   (a new group)
+    resource_purge {sid}   (remove, and out of every rule: v3)
     group_update {name, changes, delete?, digest?}
     group_remove {name}                   rule_set {rule_id, rule}   (a new rule)
     rule_update {rule_id, changes, delete?, digest?}
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 WRITE_OPS = (
-    "resource_add", "resource_set", "resource_update", "resource_remove", "group_set", "group_update",
+    "resource_add", "resource_set", "resource_update", "resource_remove", "resource_purge", "group_set",
+    "group_update",
     "group_remove", "rule_set", "rule_update", "rule_remove", "crm_command_enqueue", "dc_options_set",
 )
 

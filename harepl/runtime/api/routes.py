@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from harepl.runtime.api import members
+from harepl.runtime.api import members, rule_check
 from harepl.runtime.api import options as dc
 from harepl.runtime.api import validate as v
 from harepl.runtime.api.backend import ApiBackend, BackendUnavailable, ClusterState
@@ -74,6 +74,18 @@ def _write(build: Callable[[Request, ClusterState], dict[str, Any]]) -> Handler:
         state = _state(req, fresh=True)
         command = build(req, state)
         return _submit(req, command, state)
+    return handler
+
+
+def _move(verb: str) -> Handler:
+    """migrate / relocate: queue the CRM command, answer as Proxmox does (`sid`,
+    `requested-node`, `comigrated-resources`, `blocking-resources`)."""
+    def handler(req: Request) -> Any:
+        state = _state(req, fresh=True)
+        command = v.crm_move(verb, req.params["sid"], req.body, state)
+        _submit(req, command, state)
+        _, sid, node = command["cmd"].split()
+        return rule_check.motion_info(state, sid, node)
     return handler
 
 
@@ -189,6 +201,7 @@ def rules_index(req: Request) -> Any:
         raise bad_request(f"type must be one of {', '.join(v.RULE_TYPES)}")
     resource = v.parse_sid(req.query["resource"]) if "resource" in req.query else None
     state = _state(req)
+    errors = rule_check.rule_errors(state)
     out = []
     for rule_id in sorted(state.rules):
         rule = state.rules[rule_id]
@@ -196,7 +209,8 @@ def rules_index(req: Request) -> Any:
             continue
         if resource and resource not in rule.get("resources", []):
             continue
-        out.append({"rule": rule_id, **rule, "digest": digest(rule)})
+        out.append(rule_check.with_errors(state, rule_id, {"rule": rule_id, **rule, "digest": digest(rule)},
+                                          errors))
     return out
 
 
@@ -205,7 +219,8 @@ def rule_read(req: Request) -> Any:
     rule_id = v.parse_id(req.params["rule"], "rule id")
     if rule_id not in state.rules:
         raise not_found(f"HA rule '{rule_id}' does not exist")
-    return {"rule": rule_id, **state.rules[rule_id], "digest": digest(state.rules[rule_id])}
+    view = {"rule": rule_id, **state.rules[rule_id], "digest": digest(state.rules[rule_id])}
+    return rule_check.with_errors(state, rule_id, view, rule_check.rule_errors(state))
 
 
 STATUS_WRITE_OPS = ("manager_status_set", "lrm_status_set")   # every loop: noise for an operator
@@ -257,11 +272,10 @@ ROUTES_SPEC: list[tuple[str, str, Handler]] = [
     ("POST", "/resources", _write(lambda r, s: v.resource_add(r.body, s))),
     ("GET", "/resources/{sid}", resource_read),
     ("PUT", "/resources/{sid}", _write(lambda r, s: v.resource_set(r.params["sid"], r.body, s))),
-    ("DELETE", "/resources/{sid}", _write(lambda r, s: v.resource_remove(r.params["sid"], s))),
-    ("POST", "/resources/{sid}/migrate",
-     _write(lambda r, s: v.crm_move("migrate", r.params["sid"], r.body, s))),
-    ("POST", "/resources/{sid}/relocate",
-     _write(lambda r, s: v.crm_move("relocate", r.params["sid"], r.body, s))),
+    ("DELETE", "/resources/{sid}",
+     _write(lambda r, s: v.resource_remove(r.params["sid"], s, r.query.get("purge")))),
+    ("POST", "/resources/{sid}/migrate", _move("migrate")),
+    ("POST", "/resources/{sid}/relocate", _move("relocate")),
     ("POST", "/resources/{sid}/stop", _write(lambda r, s: v.crm_stop(r.params["sid"], r.body, s))),
     ("GET", "/groups", groups_index),
     ("POST", "/groups", _write(lambda r, s: v.group_add(r.body, s))),

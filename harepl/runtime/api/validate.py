@@ -37,6 +37,7 @@ from harepl.core.vocabulary import (
     ServiceState,
     requested_state,
 )
+from harepl.runtime.api import rule_check
 from harepl.runtime.api.backend import ClusterState
 from harepl.runtime.api.errors import ApiError, bad_request, conflict, not_found
 from harepl.store.reads import digest
@@ -329,8 +330,13 @@ def resource_set(raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]
     return command
 
 
-def resource_remove(raw_sid: Any, state: ClusterState) -> dict[str, Any]:
-    return {"op": "resource_remove", "sid": existing_sid(raw_sid, state)}
+def resource_remove(raw_sid: Any, state: ClusterState, purge: Any = None) -> dict[str, Any]:
+    """purge (default 1, as Proxmox): also take the resource out of every rule naming it
+    and delete the rules it leaves empty, in the same command (store op resource_purge)."""
+    sid = existing_sid(raw_sid, state)
+    if purge is None or parse_bool(purge, "purge"):
+        return {"op": "resource_purge", "sid": sid}
+    return {"op": "resource_remove", "sid": sid}
 
 
 def crm_move(verb: str, raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]:
@@ -339,6 +345,7 @@ def crm_move(verb: str, raw_sid: Any, body: Any, state: ClusterState) -> dict[st
     if "node" not in body:
         raise bad_request(f"{verb} needs a target node")
     node = parse_node_name(body["node"], state)
+    rule_check.assert_ha_managed(state, sid)
     _check_not_error(sid, state)
     return {"op": "crm_command_enqueue", "cmd": f"{verb} {sid} {node}"}
 
@@ -349,6 +356,7 @@ def crm_stop(raw_sid: Any, body: Any, state: ClusterState) -> dict[str, Any]:
     if "timeout" not in body:
         raise bad_request("stop needs a timeout in seconds (0 means hard stop)")
     timeout_s = parse_int(body["timeout"], "timeout", 0, 86400)
+    rule_check.assert_ha_managed(state, sid)
     _check_not_error(sid, state)
     return {"op": "crm_command_enqueue", "cmd": f"stop {sid} {timeout_s}"}
 
@@ -463,8 +471,6 @@ def _check_rule_shape(rule_id: str, config: dict[str, Any]) -> None:
     else:
         if "affinity" not in config:
             raise bad_request(f"resource-affinity rule '{rule_id}' needs affinity positive or negative")
-        if len(config["resources"]) < 2:
-            raise bad_request(f"resource-affinity rule '{rule_id}' needs at least two resources")
         if "nodes" in config or "strict" in config:
             raise bad_request("nodes and strict apply to node-affinity rules only")
 
@@ -481,6 +487,7 @@ def rule_add(body: Any, state: ClusterState) -> dict[str, Any]:
     _check_rule_shape(rule_id, config)
     if config["type"] == RuleType.NODE_AFFINITY:
         config.setdefault("strict", False)
+    rule_check.assert_feasible(state, rule_id, config)
     return {"op": "rule_set", "rule_id": rule_id, "rule": config}
 
 
@@ -505,6 +512,7 @@ def rule_set(raw_id: Any, body: Any, state: ClusterState) -> dict[str, Any]:
     for key in delete:
         merged.pop(key, None)
     _check_rule_shape(rule_id, merged)
+    rule_check.assert_feasible(state, rule_id, merged)
     command: dict[str, Any] = {"op": "rule_update", "rule_id": rule_id, "changes": changes}
     if delete:
         command["delete"] = delete

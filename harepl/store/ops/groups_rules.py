@@ -206,7 +206,35 @@ def _rule_remove(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
 
 RULE_REMOVE = Op("rule_remove", _rule_remove, since=1, fields={"rule_id": required(name), "epoch": EPOCH})
 
-OPS = (GROUP_SET, GROUP_UPDATE, GROUP_REMOVE, RULE_SET, RULE_UPDATE, RULE_REMOVE)
+
+
+def _resource_purge(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
+    """resource_purge (version 3): remove a resource and take it out of every rule that
+    names it, deleting the rules it leaves without resources (Proxmox's
+    `delete_service_from_config` with purge), in one command. A rule left with one
+    resource stays: the rule checker then shows it ignored, as Proxmox does."""
+    fence_optional(conn, c)
+    sid = c["sid"]
+    if conn.execute("DELETE FROM resources WHERE sid = ?", (sid,)).rowcount == 0:
+        raise Rejected("missing", f"no such service {sid!r}")
+    updated, deleted = [], []
+    for rid, rule in sorted(reads.rules(conn).items()):
+        resources = list(rule.get("resources") or ())
+        if sid not in resources:
+            continue
+        rest = [s for s in resources if s != sid]
+        if rest:
+            conn.execute("UPDATE rules SET body = ? WHERE id = ?", (canon({**rule, "resources": rest}), rid))
+            updated.append(rid)
+        else:
+            conn.execute("DELETE FROM rules WHERE id = ?", (rid,))
+            deleted.append(rid)
+    return {"sid": sid, "rules_updated": updated, "rules_deleted": deleted}
+
+
+RESOURCE_PURGE = Op("resource_purge", _resource_purge, since=3, fields={"sid": required(name), "epoch": EPOCH})
+
+OPS = (GROUP_SET, GROUP_UPDATE, GROUP_REMOVE, RULE_SET, RULE_UPDATE, RULE_REMOVE, RESOURCE_PURGE)
 
 
 def group_set(name: str, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -233,3 +261,7 @@ def rule_update(rule_id: str, changes: dict[str, Any], delete: list[str] | None 
 
 def rule_remove(rule_id: str, **kw: Any) -> dict[str, Any]:
     return RULE_REMOVE.make(rule_id=rule_id, **kw)
+
+
+def resource_purge(sid: str, **kw: Any) -> dict[str, Any]:
+    return RESOURCE_PURGE.make(sid=sid, **kw)
