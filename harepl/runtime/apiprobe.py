@@ -1,53 +1,32 @@
-"""A tiny HTTP/JSON client over a Unix socket, for the lab and the tests' health checks.
+"""JSON requests to a node's API socket for the lab, the demo, the benchmarks and the
+tests' health checks: (status, data) whatever the status, `ApiUnavailable` when the
+daemon cannot be reached or does not answer JSON.
 
-(The operator CLI has its own client in `harepl/cli/`; this one exists so that the lab can
-wait for a cluster without importing the CLI.)
+A thin layer over the one API client (`harepl.runtime.api.client.ApiClient`), which
+`ha-manager` and the TUI use too.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 from pathlib import Path
 from typing import Any
+
+from harepl.runtime.api.client import ApiClient, ApiClientError
 
 
 class ApiUnavailable(RuntimeError):
     pass
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout_s: float) -> None:
-        super().__init__("localhost", timeout=timeout_s)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 def request_json(sock_path: Path, method: str, path: str, body: Any = None,
                  timeout_s: float = 5.0) -> tuple[int, Any]:
-    conn = _UnixHTTPConnection(str(sock_path), timeout_s)
     try:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        conn.request(method, path, body=payload, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise ApiUnavailable(f"{sock_path}: {exc}") from None
-    finally:
-        conn.close()
+        status, data = ApiClient(str(sock_path), timeout_s=timeout_s).exchange(method, path, body)
+    except ApiClientError as exc:
+        raise ApiUnavailable(f"{sock_path}: {exc.message}") from None
     try:
-        return resp.status, json.loads(data) if data else None
+        return status, json.loads(data) if data else None
     except ValueError:
         raise ApiUnavailable(f"{sock_path}{path}: not JSON ({data[:80]!r})") from None
 

@@ -25,6 +25,8 @@ API (everything here is importable from ``harepl.runtime.agents``):
 Per-node state lives in ``run_dir`` (``exec/``, ``ocf/``): give each node its own.
 """
 
+from harepl.core.vocabulary import SERVICE_TYPES
+
 from .base import (
     CODE_NAMES,
     EINVALID_PARAMETER,
@@ -43,7 +45,7 @@ from .base import (
     Timeouts,
 )
 from .exec_agent import ExecAgent, reap_children
-from .factory import SERVICE_TYPES, AgentContext, agent_for, split_sid
+from .factory import AgentContext, agent_for, split_sid
 from .ocf import OcfAgent
 from .plugin import AgentPlugin, RunnerWorkers
 from .runner import ActionRunner, ServiceMonitor

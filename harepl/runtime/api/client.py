@@ -1,7 +1,9 @@
-"""HTTP/JSON client for the local API, used by `ha-manager` (and the TUI).
+"""The one HTTP/JSON client of the API: `ha-manager`, the TUI, and (through
+`harepl.runtime.apiprobe`) the lab, the demo, the benchmarks and the tests.
 
 Target: a Unix socket path (default /run/harepl/api.sock) or `http://host:port` with a
-token. Every failure becomes ApiClientError with one line fit for the operator.
+token. `request` turns every failure into ApiClientError with one line fit for the
+operator; `exchange` is the bare round trip (status and body, whatever the status).
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ class ApiClient:
             return _UnixConnection(self._unix, self.timeout_s)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
-        if query:
-            path = f"{path}?{urlencode({k: v for k, v in query.items() if v is not None})}"
+    def exchange(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """One request: (HTTP status, raw body). ApiClientError without a status when the
+        daemon cannot be reached or the answer is no HTTP."""
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
@@ -85,17 +87,23 @@ class ApiClient:
             raise ApiClientError(f"cannot reach the harepl daemon at {self.target}: {reason}") from None
         finally:
             conn.close()
+        return resp.status, raw
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        if query:
+            path = f"{path}?{urlencode({k: v for k, v in query.items() if v is not None})}"
+        status, raw = self.exchange(method, path, body)
         if path.startswith("/metrics"):
-            if resp.status != 200:
-                raise ApiClientError(f"metrics: HTTP {resp.status}", resp.status)
+            if status != 200:
+                raise ApiClientError(f"metrics: HTTP {status}", status)
             return raw.decode()
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
-            raise ApiClientError(f"the daemon sent a non-JSON answer (HTTP {resp.status})", resp.status) from None
-        if resp.status >= 400:
+            raise ApiClientError(f"the daemon sent a non-JSON answer (HTTP {status})", status) from None
+        if status >= 400:
             message = data.get("error") if isinstance(data, dict) else None
-            raise ApiClientError(message or f"HTTP {resp.status}", resp.status)
+            raise ApiClientError(message or f"HTTP {status}", status)
         return data
 
     def get(self, path: str, **query: Any) -> Any:
