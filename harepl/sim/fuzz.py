@@ -5,12 +5,18 @@ a cluster of K nodes with a few services, then a sequence of command batches mix
 (power, network, reboot, shutdown, restart-lrm, crm stop/start, node maintenance) with
 service commands (started, stopped, disabled, migrate, relocate, stop), then quiet time
 for shutdowns in flight to end, a healing batch that powers every node on, reconnects it,
-restarts its CRM and ends node maintenance, and more quiet time.
+restarts its CRM and ends node maintenance, and more quiet time. With `--faults all` (the
+default) the batches also carry the faults of issue 8 (process stalls, late and lost
+commits, leader changes, partial partitions, full disks, agents that fail, hang or die,
+membership changes) and the workload HA groups or rules and a CRS mode; generation lives in
+harepl/sim/faults.py, the verbs in harepl/sim/commands.py.
 
 The scenario is run by the real simulator (the real CRM and LRM roles on a virtual clock),
 which checks its invariants after every simulated step and exits 3 when one breaks: never
 two nodes running one service, no recovery before the node's lease was taken, at most one
-master per quorate partition. On top of that, this module checks independently, from the
+master per quorate partition, and under harepl's policy no start without a valid node
+lease, no start while an earlier stop is not confirmed, no service the CRM may move still
+running on a node whose lease lapsed with no watchdog armed. On top of that, this module checks independently, from the
 log alone:
   - safety: no service is reported running on two nodes at once (LRM start/stop lines,
     migrations and power-offs), no service is recovered from a node whose lock the CRM
@@ -167,10 +173,29 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
 # signature in the log so that a failing seed is still reported (as known) and any *other*
 # failure stays a plain failure. An entry is deleted when its defect is fixed.
 
+_UNCONFIRMED = re.compile(r"/crm: service '(?P<sid>[^']+)': (?P<what>stop not confirmed|stop confirmed by node)")
+
+
+def _stop_never_confirmed(log: str) -> bool:
+    """Some service's last stop-confirmation line says 'not confirmed'."""
+    last: dict[str, str] = {}
+    for m in _UNCONFIRMED.finditer(log):
+        last[m["sid"]] = m["what"]
+    return "stop not confirmed" in last.values()
+
+
 KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
-    # none open: stale-node-lease, shutdown-never-powers-off, watchdog-expired-crash and
+    # stale-node-lease, shutdown-never-powers-off, watchdog-expired-crash and
     # shutdown-never-ends were fixed (sim process start, shutdown sequence, watchdog, LRM
     # finishing pending moves) and no longer occur
+    "stop-never-confirmed": (
+        "a service left in 'error' with its stop not confirmed stays there for good once its "
+        "node's LRM is not active (after an LRM restart or a power cycle the LRM does not take "
+        "its lease for it, so nobody answers the 'error' uid) although it no longer runs: "
+        "harepl/roles/lrm.py + core/lrm.py (guarded_service_count); replay seed 3010061 "
+        "(3 nodes, 8 steps, fast); tests/sim/test_sim_faults.py xfail",
+        _stop_never_confirmed,
+    ),
 }
 
 
