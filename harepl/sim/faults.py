@@ -9,7 +9,8 @@ to end, a healing batch and more quiet time.
 With the fault set 'all' (the default) the batches also get, from a second random stream,
 the faults a real node faces beyond those (verbs in harepl/sim/commands.py): process
 stalls, store faults (late commits that time out yet apply, leader changes), partial
-partitions, full disks, agents that fail, hang or die after their start, services dying;
+partitions, full disks, agents that fail, hang or die after their start, services dying,
+membership changes (a node that joins mid-run, a member taken out and back);
 and the workload gets HA groups or rules (node and resource affinity) and a CRS mode
 (basic/static, rebalance on start). The healing batch undoes them too; a service whose
 agent misbehaved is stopped by hand and disabled there, and requested again two batches
