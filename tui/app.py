@@ -68,6 +68,7 @@ class ActionDone(Message):
 class HareplApp(AskMixin, App[None]):
     CSS_PATH = "harepl.tcss"
     TITLE = "harepl"
+    ENABLE_COMMAND_PALETTE = False      # its footer entry would cost the keys' room at 80 columns
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (150, "-wide")]
 
     BINDINGS = [
@@ -82,7 +83,7 @@ class HareplApp(AskMixin, App[None]):
         Binding("t", "act('state')", "Req. state", show=False),
         Binding("s", "act('stop')", "Stop", show=False),
         Binding("x,delete", "act('remove')", "Remove", show=False),
-        Binding("n", "maintenance", "Node maint."),
+        Binding("n", "maintenance", "Node"),
         Binding("h", "history", "History"),
         Binding("c", "config", "Groups/rules", show=False),
         Binding("space", "sim('run')", "Run/pause", show=False),

@@ -117,8 +117,9 @@ class Snapshot:
 
 # ---------------------------------------------------------------- health bar
 
-def health_parts(snap: Snapshot) -> list[tuple[str, str]]:
-    """(text, style class) for the one-line health bar, most important first."""
+def health_parts(snap: Snapshot, compact: bool = False) -> list[tuple[str, str]]:
+    """(text, style class) for the one-line health bar, most important first; `compact`
+    for narrow terminals (the same facts in fewer words)."""
     names = snap.node_names()
     online = sum(1 for n in names if snap.node_state(n) == "online")
     fenced = [n for n in names if snap.node_state(n) in ("fence", "unknown")]
@@ -129,21 +130,30 @@ def health_parts(snap: Snapshot) -> list[tuple[str, str]]:
         states[state] = states.get(state, 0) + 1
     bad = sum(v for k, v in states.items() if k in ("error", "fence", "recovery"))
     fence_state, fence_words = snap.fencing()
-    parts = [
+    nodes_kind = "ok" if names and online == len(names) else "bad" if fenced else "warn"
+    if compact:
+        return [
+            ("✔ quorate" if snap.quorate else "✖ NO QUORUM", "ok" if snap.quorate else "bad"),
+            (f"master {master}" if master else "no master", "ok" if master else "bad"),
+            (f"{online}/{len(names)} online" + (f" ({','.join(fenced)} lost)" if fenced else ""), nodes_kind),
+            ("armed" if fence_state == "armed" else fence_state, "ok" if fence_state == "armed" else "warn"),
+            (f"{len(snap.resources)} svc: " + (" ".join(f"{n}{with_symbol(s)[0]}" for s, n in sorted(states.items()))
+                                               or "none"), "bad" if bad else "ok"),
+        ]
+    return [
         ("✔ quorate" if snap.quorate else f"✖ NO QUORUM on {snap.api_node}", "ok" if snap.quorate else "bad"),
         (f"master {master}" if master else "no master", "ok" if master else "bad"),
         (f"nodes {online}/{len(names)} online" + (f" ({', '.join(fenced)} fenced/unknown)" if fenced else ""),
-         "ok" if names and online == len(names) else "bad" if fenced else "warn"),
+         nodes_kind),
         (fence_words, "ok" if fence_state == "armed" else "warn"),
         (f"services {len(snap.resources)}: " + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"),
          "bad" if bad else "ok"),
     ]
-    return parts
 
 
 # ---------------------------------------------------------------- tables
 
-NODE_COLUMNS = ("node", "state", "LRM state", "LRM mode", "watchdog", "lease age", "services")
+NODE_COLUMNS = ("node", "state", "LRM", "LRM mode", "watchdog", "lease", "svcs")
 # rst: restarts tried/max_restart; rel: relocations (failed nodes)/max_relocate
 SERVICE_COLUMNS = ("sid", "requested", "CRM state", "node", "target", "rst", "rel", "changed", "reason",
                    "agent failure")
@@ -197,7 +207,7 @@ def node_rows(snap: Snapshot) -> Rows:
         mode, state = entry.get("lrm_mode"), entry.get("lrm_state")
         lrm_age = snap.lrm_age(name)
         if state is not None and lrm_age is not None and lrm_age > STALE_AFTER_S:
-            state_text = "dead? (old timestamp)"
+            state_text = "✖ old timestamp"
         else:
             state_text = with_symbol(state)
         if snap.lease_age is not None and name in snap.lease_age:
@@ -221,12 +231,18 @@ class Change:
 
 
 def change_reason(old: Snapshot, new: Snapshot, sid: str, before: dict[str, Any], sd: dict[str, Any]) -> str:
-    """Why a service changed state, from what else changed in the same refresh."""
+    """Why a service changed state or node, from what else changed in the same refresh."""
     state, node = sd.get("state"), before.get("node")
+    if sd.get("node") != node:
+        if before.get("state") in MOVING:
+            return f"arrived from {node}"
+        if before.get("state") in ("fence", "recovery") or new.node_state(str(node)) in ("fence", "unknown"):
+            return f"recovered from {node}"
+        return f"moved from {node}"
     if state in ("fence", "recovery"):
         return f"{node} {new.node_state(str(node)) or 'lost'}"
     if state in MOVING:
-        return f"{state.split('_', 1)[0]} asked"
+        return f"{str(state).split('_', 1)[0]} asked"
     if state == "error":
         failure = new.agent_failure(sid)
         return failure if failure != "-" else "agent action failed"
@@ -236,10 +252,6 @@ def change_reason(old: Snapshot, new: Snapshot, sid: str, before: dict[str, Any]
     new_req = (new.resource(sid) or {}).get("state")
     if old_req != new_req:
         return f"requested {new_req}"
-    if before.get("state") in MOVING and sd.get("node") != node:
-        return f"arrived from {node}"
-    if before.get("state") in ("fence", "recovery") and sd.get("node") != node:
-        return f"recovered from {node}"
     if state == "request_stop" and sd.get("timeout") is not None:
         return f"stop asked (timeout {sd['timeout']}s)"
     return "-"
@@ -250,7 +262,7 @@ def track_changes(old: Snapshot, new: Snapshot, changes: dict[str, Change]) -> N
     old_ss = old.manager_status.get("service_status") or {}
     for sid, sd in (new.manager_status.get("service_status") or {}).items():
         before = old_ss.get(sid)
-        if before is None or before.get("state") != sd.get("state"):
+        if before is None or before.get("state") != sd.get("state") or before.get("node") != sd.get("node"):
             reason = "now managed" if before is None else change_reason(old, new, sid, before, sd)
             changes[sid] = Change(new.wall_time_s, str(sd.get("state")), reason)
     for sid in [s for s in changes if new.resource(s) is None]:

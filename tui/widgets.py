@@ -27,6 +27,19 @@ class HealthBar(Static):
 
     def show(self, snap: model.Snapshot | None, problem: str | None = None, now_s: float | None = None,
              source: str | None = None) -> None:
+        self._args = (snap, problem, now_s, source)
+        width = self.size.width - 2 if self.size.width else 10_000
+        text = Text()
+        for compact in (False, True):
+            text = self._line(snap, problem, now_s, source, compact)
+            if snap is None or text.cell_len <= width:
+                break
+        self.plain = text.plain
+        self.update(text)
+
+    @staticmethod
+    def _line(snap: model.Snapshot | None, problem: str | None, now_s: float | None, source: str | None,
+              compact: bool) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         if problem:
             text.append(f"✖ {problem}", style="bold white on red")
@@ -34,17 +47,20 @@ class HealthBar(Static):
         if snap is None:
             if not problem:
                 text.append("cluster state unknown (no answer yet)", style="bold red")
-        else:
-            for i, (words, kind) in enumerate(model.health_parts(snap)):
-                if i:
-                    text.append(" │ ", style="dim")
-                text.append(words, style=STYLE.get(kind, ""))
-            text.append(" │ ", style="dim")
-            text.append(f"via {source or snap.api_node}", style="dim")
-            if problem and now_s is not None:
-                text.append(f" (data {format_age(now_s - snap.wall_time_s)} old)", style="bold yellow")
-        self.plain = text.plain
-        self.update(text)
+            return text
+        bar = " │ " if not compact else "│"
+        for i, (words, kind) in enumerate(model.health_parts(snap, compact)):
+            if i:
+                text.append(bar, style="dim")
+            text.append(words, style=STYLE.get(kind, ""))
+        text.append(bar, style="dim")
+        text.append(source or (snap.api_node if compact else f"via {snap.api_node}"), style="dim")
+        if problem and now_s is not None:
+            text.append(f" (data {format_age(now_s - snap.wall_time_s)} old)", style="bold yellow")
+        return text
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(lambda: self.show(*self._args) if getattr(self, "_args", None) else None)
 
 
 class StatusBar(Static):

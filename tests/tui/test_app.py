@@ -98,7 +98,7 @@ def test_columns_grow_to_fit_values(api: LocalApi) -> None:
 
 
 def test_events_in_plain_words(api: LocalApi, client: ApiClient) -> None:
-    client.post("/rules", {"type": "node-affinity", "rule": "pin", "resources": "exec:web,exec:db",
+    client.post("/rules", {"type": "node-affinity", "rule": "pin", "resources": "exec:web",
                            "nodes": "node3:2,node2"})
     client.post("/resources/exec:web/migrate", {"node": "node3"})
 
@@ -120,7 +120,7 @@ def test_events_in_plain_words(api: LocalApi, client: ApiClient) -> None:
             lines = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
             assert lines[:2] == ["service exec:web: started → migrate on node2", "node node3: online → unknown"]
             assert "asked the CRM to migrate exec:web to node3" in lines
-            assert "rule pin set: nodes node3:2,node2, resources exec:db, exec:web, strict no, type node-affinity" in lines
+            assert "rule pin set: nodes node3:2,node2, resources exec:web, strict no, type node-affinity" in lines
             for line in lines:
                 assert not any(bad in line for bad in ("{", "[", '"', "None", "#None")), line
             await pilot.press("escape", "enter")

@@ -32,7 +32,7 @@ def test_rows() -> None:
     s = snap()
     assert model.node_rows(s) == [
         ("n1", ("n1 ★", "● online", "● active", "active", "● armed", "~10s", "0")),
-        ("n2", ("n2", "▲ fence", "dead? (old timestamp)", "maintenance", "?", "~110s", "1"))]
+        ("n2", ("n2", "▲ fence", "✖ old timestamp", "maintenance", "?", "~110s", "1"))]
     assert model.service_rows(s) == [
         ("vm:100", ("vm:100", "● started", "→ migrate", "n2", "n3", "-/1", "0/2", "-", "-", "-")),
         ("ct:101", ("ct:101", "○ stopped", "… queued", "n1", "-", "-/1", "0/1", "-", "-", "-"))]
