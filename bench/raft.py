@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from harepl.store.localcluster import Cluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.localcluster import Cluster  # noqa: E402 (a test helper: real member processes)
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -1,7 +1,7 @@
 """Partial partitions and rejoining nodes must not depose a healthy Raft leader (and a
 partial partition ends in one hand-off, not a flap).
 
-Three real store members (`python -m harepl.store.node`), each in its own network
+Three real store members (`tests/support/store_node.py`), each in its own network
 namespace (tests/netns/netlab.py's Topology), talking real TCP. Without pre-vote and
 leader stickiness (harepl/store/raft/election.py) both tests fail: the node that cannot
 hear the leader bumps its term and its request_vote deposes the leader (found by the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ import pytest
 
 from harepl.runtime.apiprobe import get_json
 from harepl.store import vocabulary as C
-from harepl.store.localcluster import Cluster, Member
 from tests.netns.netlab import RAFT_PORT, Topology
+from tests.support.localcluster import STORE_NODE, Cluster, Member
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -43,7 +42,7 @@ class NetStoreCluster(Cluster):
 
     def command(self, m: Member, peers: str | None = None, extra: list[str] | None = None) -> list[str]:
         # as before: the netns members take no extra arguments
-        return ["ip", "netns", "exec", self.topo.ns(self.name(m)), sys.executable, "-m", "harepl.store.node",
+        return ["ip", "netns", "exec", self.topo.ns(self.name(m)), *STORE_NODE,
                 "--addr", m.addr, "--peers", peers or self.peers, "--data-dir", m.data_dir,
                 "--secret-file", self.secret_file]
 

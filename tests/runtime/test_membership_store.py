@@ -12,8 +12,8 @@ import pytest
 from harepl.runtime.config import Member
 from harepl.runtime.membership import Membership, MembershipError
 from harepl.store.client import Client
-from harepl.store.localcluster import free_ports
 from harepl.store.raft import RaftSettings, StoreNode
+from tests.support.localcluster import free_ports
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harepl.store.localcluster import Cluster
+from tests.support.localcluster import Cluster
 
 
 @pytest.fixture

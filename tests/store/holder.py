@@ -14,7 +14,7 @@ import sys
 import time
 
 from harepl.store import vocabulary as C
-from harepl.store.localcluster import Member
+from tests.support.localcluster import Member
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Real store member processes on 127.0.0.1: election, commits, faults, durability.
 
-No mocks: each member is `python -m harepl.store.node` with real pysyncobj on real
+No mocks: each member is a `tests/support/store_node.py` process with real pysyncobj on real
 sockets and its journal/snapshot on disk.  Timings are never asserted except the
 functional requirement that a minority learns it lost quorum within the renewal
 timeout.
@@ -20,7 +20,7 @@ import pytest
 
 from harepl.store import vocabulary as C
 from harepl.store.leases import LeaseJudge
-from harepl.store.localcluster import Cluster, Member
+from tests.support.localcluster import STORE_NODE, Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -235,7 +235,7 @@ def test_garbage_and_wrong_secret_on_raft_port_are_logged_and_harmless(make_clus
 
 
 def test_member_refuses_to_start_without_a_usable_secret(tmp_path) -> None:
-    base = [sys.executable, "-m", "harepl.store.node", "--addr", "127.0.0.1:1", "--peers", "127.0.0.1:1",
+    base = [*STORE_NODE, "--addr", "127.0.0.1:1", "--peers", "127.0.0.1:1",
             "--data-dir", str(tmp_path / "d")]
     p = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "without a cluster secret" in p.stderr

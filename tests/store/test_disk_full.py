@@ -9,7 +9,7 @@ steps down, and the member resumes by itself once space is freed.
 
 Each member's data directory is its own small tmpfs (root only: skipped otherwise); the
 test fills one with a filler file and frees it again.  Members are real processes
-(`python -m harepl.store.node`), so a SIGBUS would show as their exit signal.
+(`tests/support/store_node.py`), so a SIGBUS would show as their exit signal.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 from pysyncobj.journal import FileJournal
 
 from harepl.store import vocabulary as C
-from harepl.store.localcluster import Cluster, Member
 from harepl.store.raft.durable import DiskFull, _DurableJournal
+from tests.support.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

@@ -20,8 +20,8 @@ import pytest
 from harepl.store import reads
 from harepl.store import vocabulary as C
 from harepl.store.client import Client, StoreUnavailable
-from harepl.store.localcluster import free_ports
 from harepl.store.raft import RaftSettings, SecretMissing, StoreNode, _GuardedTransport
+from tests.support.localcluster import free_ports
 
 pytestmark = pytest.mark.timeout(120)
 

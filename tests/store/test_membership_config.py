@@ -16,7 +16,7 @@ import time
 import pytest
 
 from harepl.store import vocabulary as C
-from harepl.store.localcluster import Cluster, Member
+from tests.support.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 

@@ -23,9 +23,9 @@ import pytest
 
 from harepl.runtime.nodelog import STORE_LOGGERS, NodeLog, StoreLogHandler
 from harepl.store import vocabulary as C
-from harepl.store.localcluster import Cluster, Member
 from harepl.store.raft import StoreNode, transport
 from tests.support import raftprobe
+from tests.support.localcluster import Cluster, Member
 from tests.support.store import free_port, one_member_store, wait_quorate
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]

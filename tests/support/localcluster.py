@@ -1,5 +1,5 @@
-"""Real store member processes (`python -m harepl.store.node`) on 127.0.0.1, for the
-tests and `bench/raft.py`.  Not used by the daemon."""
+"""Real store member processes (`STORE_NODE`: tests/support/store_node.py) on 127.0.0.1,
+for the tests and `bench/raft.py`.  Not used by the daemon, so not in the package."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+#: the command line of one store member process (arguments follow)
+STORE_NODE: list[str] = [sys.executable, str(Path(__file__).with_name("store_node.py"))]
 
 
 def free_ports(n: int) -> list[int]:
@@ -86,7 +90,7 @@ class Cluster:
 
     def command(self, m: Member, peers: str | None = None, extra: list[str] | None = None) -> list[str]:
         """The member's command line (subclasses wrap it, e.g. in a network namespace)."""
-        return [sys.executable, "-m", "harepl.store.node", "--addr", m.addr, "--peers", peers or self.peers,
+        return [*STORE_NODE, "--addr", m.addr, "--peers", peers or self.peers,
                 "--data-dir", m.data_dir, "--secret-file", self.secret_file, *self.extra_args, *(extra or [])]
 
     def process_env(self) -> dict[str, str] | None:

@@ -1,7 +1,8 @@
-"""A stand-alone store member: ``python -m harepl.store.node``.
+"""A stand-alone store member: ``python tests/support/store_node.py`` (started by
+`tests.support.localcluster`, whose `STORE_NODE` is this command line).
 
 Used by the tests and the benchmark to run real store processes; the daemon embeds
-`StoreNode` directly.  It serves a small JSON-lines control protocol on a Unix socket
+`StoreNode` directly, so this is not part of the shipped package.  It serves a small JSON-lines control protocol on a Unix socket
 inside its data directory (0700): one request object per line, one reply per line.
 
     {"call": "submit", "cmd": {...}, "timeout": 5}      -> {"result": {...}}
@@ -30,10 +31,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import reads
-from . import vocabulary as C
-from .client import Client, StoreUnavailable
-from .raft import RaftSettings, SecretMissing, StoreNode
+if __name__ == "__main__" and __package__ in (None, ""):
+    # run as a script: its own directory (tests/support) must not shadow anything
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harepl.store import reads  # noqa: E402
+from harepl.store import vocabulary as C  # noqa: E402
+from harepl.store.client import Client, StoreUnavailable  # noqa: E402
+from harepl.store.raft import RaftSettings, SecretMissing, StoreNode  # noqa: E402
 
 _READS: dict[str, Callable[..., Any]] = {"manager_status": reads.manager_status, "lrm_status": reads.lrm_status,
           "lrm_statuses": reads.lrm_statuses, "service_config": reads.service_config,
@@ -137,7 +142,7 @@ def _throughput(c: Client, n: int, inflight: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harepl.store.node", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="store_node.py", description=__doc__.split("\n")[0])
     ap.add_argument("--addr", required=True, help="this member's Raft address host:port")
     ap.add_argument("--peers", required=True, help="comma-separated Raft addresses of all members")
     ap.add_argument("--data-dir", required=True)
