@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harepl.core.vocabulary import REQUESTED_STATES
 from harepl.runtime.api.client import ApiClientError, seg
 from tui.model import MOVING, Snapshot
 
 # Proxmox's request states (`enabled` is an alias of started)
-REQUEST_STATES = ("started", "stopped", "disabled", "ignored")
+REQUEST_STATES = REQUESTED_STATES
 FOLLOW_TIMEOUT_S = 120.0     # longest a followed command is waited for (wall or simulated seconds)
 
 # a verdict: None (still under way) or (ok, words)
