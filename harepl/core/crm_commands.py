@@ -108,35 +108,52 @@ def parse_crm_command(raw: str) -> CrmCommand:
     return Unparsable(text)
 
 
+def _crs_float(crs: Mapping[str, object], key: str, default: float) -> float:
+    value = crs.get(key)
+    try:
+        return default if value is None or value == "" else float(str(value))
+    except ValueError:
+        return default
+
+
 def auto_rebalance(view: ManagerView, scheduler: str | None, ss: Mapping[str, ServiceStatus],
                    online: list[str], compiled: CompiledRules, rounds: int, log: Log) -> tuple[str | None, int]:
     """A 'migrate SID NODE' command when the cluster stayed imbalanced long enough, and the
-    new count of rounds it stayed so (`rounds`: the count so far)."""
+    new count of rounds it stayed so (`rounds`: the count so far). Proxmox's load_balance:
+    nothing while a move is running or queued; the count restarts once it reaches the
+    hold duration, whether a move is found or not."""
     crs: dict[str, object] = dict(view.datacenter.get("crs", {}))  # type: ignore[arg-type,unused-ignore]
     if not crs.get("ha-auto-rebalance") or scheduler not in ("static", "dynamic"):
         return None, rounds
     if any(sd["state"] in rebalance.IN_FLIGHT for sd in ss.values()):
-        return None, 0  # judge the cluster only once moves have landed
+        return None, rounds
+    if any(raw.split()[:1] in (["migrate"], ["relocate"]) for raw in view.crm_commands):
+        return None, rounds
     if not online or any(not view.node_stats.get(n) for n in online):
         return None, rounds
     placed = {sid: sd["node"] for sid, sd in ss.items() if sd["state"] == "started"}
     static = scheduler == "static"
     level = rebalance.imbalance(
         rebalance.node_loads(placed, online, view.node_stats, view.service_stats, static))
-    if level <= rebalance.IMBALANCE_THRESHOLD:
+    if level <= _crs_float(crs, "ha-auto-rebalance-threshold", rebalance.IMBALANCE_THRESHOLD):
         return None, 0
     rounds += 1
     hold = int(str(crs.get("ha-auto-rebalance-hold-duration") or rebalance.DEFAULT_HOLD_ROUNDS))
     if rounds < hold:
         return None, rounds
+    method = str(crs.get("ha-auto-rebalance-method") or rebalance.DEFAULT_METHOD)
+    if method not in rebalance.METHODS:
+        return None, 0
     move = rebalance.best_migration(ss, online, compiled, view.node_stats, view.service_stats,
-                                    zero_cpu_is_unlimited=static,
-                                    method=str(crs.get("ha-auto-rebalance-method") or "exhaustive"))
+                                    margin=_crs_float(crs, "ha-auto-rebalance-margin", rebalance.DEFAULT_MARGIN),
+                                    zero_cpu_is_unlimited=static, method=method)
     if move is None:
-        return None, rounds
-    log("info", f"auto rebalance - migrate {move.sids[0]} to {move.target} (expected change for "
+        return None, 0
+    sid = move.sids[0]
+    task = "migrate" if sid.split(":", 1)[0] == "vm" else "relocate"  # only VMs move live (Proxmox)
+    log("info", f"auto rebalance - {task} {sid} to {move.target} (expected change for "
         f"imbalance from {move.before:.2f} to {move.after:.2f})")
-    return f"migrate {move.sids[0]} {move.target}", 0
+    return f"{task} {sid} {move.target}", 0
 
 
 # --- applying a command ---------------------------------------------------------------------

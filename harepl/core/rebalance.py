@@ -4,9 +4,11 @@ The node imbalance is the coefficient of variation (population standard deviatio
 mean) of the online nodes' loads, a node's load being the mean of its CPU and memory
 fractions. Static mode counts the services' configured CPUs/memory, dynamic mode their
 current usage. When the imbalance stays above the threshold for `hold_rounds` CRM rounds
-(no migration in flight), the master migrates the one service (or bundle of services in
-positive affinity) whose move lowers the imbalance most, if it lowers it enough.
-These semantics are inferred from Proxmox's regression logs.
+(no migration in flight or queued), the master migrates the one service (or bundle of
+services in positive affinity) whose move lowers the imbalance most, if it lowers it by
+at least the margin (relative). Candidates and the round counting are Proxmox's
+(Manager.pm load_balance, get_resource_migration_candidates); the imbalance measure is
+inferred from Proxmox's regression logs.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harepl.core.placement import CompiledRules, get_node_affinity, topsis_scores
+from harepl.core.placement import CompiledRules, get_node_affinity, get_resource_affinity, topsis_scores
 from harepl.core.types import ServiceStatus
 
-IMBALANCE_THRESHOLD = 0.3
-MIN_IMPROVEMENT = 0.05
-DEFAULT_HOLD_ROUNDS = 3
-IN_FLIGHT = frozenset({"migrate", "relocate", "request_start_balance"})
+# Proxmox's defaults (Manager.pm update_crs_scheduler_mode)
+IMBALANCE_THRESHOLD = 0.3   # ha-auto-rebalance-threshold
+DEFAULT_MARGIN = 0.1        # ha-auto-rebalance-margin: relative improvement a move must bring
+DEFAULT_HOLD_ROUNDS = 3     # ha-auto-rebalance-hold-duration
+DEFAULT_METHOD = "bruteforce"
+METHODS = ("bruteforce", "topsis", "exhaustive")  # 'exhaustive': harepl's older name of bruteforce
+IN_FLIGHT = frozenset({"migrate", "relocate"})
 
 
 @dataclass(frozen=True)
@@ -87,62 +92,93 @@ def imbalance(loads: Mapping[str, float]) -> float:
     return float(var**0.5 / mean)
 
 
+def stationary_bundles(ss: Mapping[str, ServiceStatus], compiled: CompiledRules) -> dict[str, list[str]]:
+    """Proxmox's get_active_stationary_resource_bundles: leader (the alphabetically first
+    started member) -> the started members of its positive group, when all are on one
+    node and none of them is moving."""
+    bundles: dict[str, list[str]] = {}
+    for sid in sorted(ss):
+        if ss[sid]["state"] != "started":
+            continue
+        members = [sid]
+        nodes = {ss[sid]["node"]}
+        moving = False
+        for csid in sorted(compiled.positive.get(sid, ())):
+            if csid not in ss:
+                continue
+            state = ss[csid]["state"]
+            if state in ("migrate", "relocate"):
+                moving = True
+                break
+            if state != "started":
+                continue
+            nodes.add(ss[csid]["node"])
+            members.append(csid)
+        if moving or len(nodes) > 1:
+            continue
+        members.sort()
+        bundles[members[0]] = members
+    return bundles
+
+
+def migration_candidates(ss: Mapping[str, ServiceStatus], online: Sequence[str],
+                         compiled: CompiledRules) -> list[tuple[str, list[str], list[str]]]:
+    """Proxmox's get_resource_migration_candidates: (leader, bundle, target nodes), the
+    targets being the leader's *preferred* nodes (its highest node-affinity priority
+    online, so a move never leaves what placement would pull it back to) without those
+    of its negative affinity and without its own."""
+    out = []
+    bundles = stationary_bundles(ss, compiled)
+    for leader in sorted(bundles):
+        _, targets = get_node_affinity(compiled, leader, online)
+        _, separate = get_resource_affinity(compiled, leader, ss, online)
+        targets = targets - separate - {ss[leader]["node"]}
+        if targets:
+            out.append((leader, bundles[leader], sorted(targets)))
+    return out
+
+
 def best_migration(
     ss: Mapping[str, ServiceStatus],
     online: Sequence[str],
     compiled: CompiledRules,
     node_stats: Mapping[str, Mapping[str, float]],
     service_stats: Mapping[str, Mapping[str, float]],
-    min_improvement: float = MIN_IMPROVEMENT,
+    margin: float = DEFAULT_MARGIN,
     zero_cpu_is_unlimited: bool = True,
-    method: str = "exhaustive",
+    method: str = "bruteforce",
 ) -> Migration | None:
-    """The migration that lowers the imbalance most ('exhaustive'), or, with method
-    'topsis', the candidate whose resulting CPU/memory spread ranks best by TOPSIS among
-    those that lower the imbalance enough."""
+    """The migration that lowers the imbalance most ('bruteforce', alias 'exhaustive'),
+    or, with 'topsis', the candidate whose resulting CPU/memory spread ranks best by
+    TOPSIS; None unless it lowers the imbalance by at least `margin` of itself
+    (Proxmox's relative change, ha-auto-rebalance-margin)."""
     nodes = sorted(online)
     running = {sid: sd["node"] for sid, sd in ss.items() if sd["state"] == "started" and sd["node"] in nodes}
     before = imbalance(node_loads(running, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
-    best: Migration | None = None
     candidates: list[tuple[Migration, dict[str, str]]] = []
-    for sid in sorted(running):
-        bundle = tuple(sorted({sid} | {p for p in compiled.positive.get(sid, ()) if p in ss}))
-        if bundle[0] != sid:
-            continue  # bundles move with their alphabetically first member
-        source = running[sid]
-        if any(running.get(m) != source for m in bundle):
-            continue  # a bundle that is not together (or not all running) stays put
-        for target in nodes:
-            if target == source:
-                continue
-            if not all(target in get_node_affinity(compiled, m, nodes)[0] for m in bundle):
-                continue
-            if any(
-                ss[p]["node"] == target or ss[p].get("target") == target
-                for m in bundle for p in compiled.negative.get(m, ()) if p in ss
-            ):
-                continue
+    for _leader, bundle, targets in migration_candidates(ss, nodes, compiled):
+        for target in targets:
             moved = dict(running)
             for m in bundle:
                 moved[m] = target
             after = imbalance(node_loads(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
-            candidates.append((Migration(bundle, target, before, after), moved))
+            candidates.append((Migration(tuple(bundle), target, before, after), moved))
+    if not candidates or before <= 0:
+        return None
     if method == "topsis":
-        good = [(cand, moved) for cand, moved in candidates if before - cand.after >= min_improvement]
-        if not good:
-            return None
         rows: list[tuple[float, ...]] = []
-        for _, moved in good:
+        for _, moved in candidates:
             cpus, mems = node_fractions(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited)
             k = len(nodes)
             rows.append((1 + (sum(c * c for c in cpus) / k) ** 0.5, 1 + max(cpus),
                          1 + (sum(x * x for x in mems) / k) ** 0.5, 1 + max(mems)))
         scores = topsis_scores(rows, (1.0, 2.0, 5.0, 10.0))
-        top = max(range(len(good)), key=lambda i: (scores[i], -i))
-        return good[top][0]
-    for cand, _ in candidates:
-        if best is None or cand.after < best.after - 1e-12:
-            best = cand
-    if best is None or before - best.after < min_improvement:
+        best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))][0]
+    else:
+        best = candidates[0][0]
+        for cand, _ in candidates[1:]:
+            if cand.after < best.after - 1e-12:
+                best = cand
+    if (before - best.after) / before < margin:
         return None
     return best

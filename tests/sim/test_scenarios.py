@@ -72,6 +72,7 @@ SEED_COVERAGE: dict[str, list[str]] = {
     "LRM restart -> freeze": ["lrm-restart-freeze", "lrm-restart-during-relocate"],
     "TIMING PROFILES: default and fast": ["profile-default-failover", "profile-fast-failover",
                                          "profile-default-power-loss-during-shutdown"],
+    "ISSUE 9: the rule checker in the CRM, never a relocation loop": ["rules-contradictory-static-no-loop"],
 }
 
 
