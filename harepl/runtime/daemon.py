@@ -35,6 +35,7 @@ from harepl.runtime.metrics import HaMetrics
 from harepl.runtime.nodelog import NodeLog, RoleLog
 from harepl.runtime.nodestats import publish as publish_node_stats
 from harepl.runtime.sdnotify import notify as sd_notify
+from harepl.runtime.sdnotify import report_readiness
 from harepl.runtime.watchdog import MuxWatchdog, ProcessWatchdog, Watchdog
 from harepl.runtime.watchdog_setup import Choice, prepare, resolve
 from harepl.store.client import Client
@@ -324,9 +325,9 @@ def run_daemon(cfg: NodeConfig) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: daemon.request_node_shutdown(reboot=False))
     signal.signal(signal.SIGUSR2, lambda *_: daemon.request_node_shutdown(reboot=True))
     daemon.start()
-    # systemd (Type=notify): the Raft port and the API are up; quorum may come later
-    sd_notify("READY=1", f"STATUS=node {cfg.node}: " + ("quorate" if daemon.store.has_quorum()
-                                                        else "waiting for quorum"))
+    # systemd (Type=notify): the Raft port and the API are up; STATUS follows quorum
+    threading.Thread(target=report_readiness, name="sd-notify", daemon=True,
+                     args=(daemon.store.has_quorum, cfg.node, daemon.stop_event)).start()
     daemon.wait()
     sd_notify("STOPPING=1")
     daemon.shutdown()
