@@ -73,6 +73,11 @@ def test_same_scenario_same_log(tmp_path: Path) -> None:
         ([["power node1 sideways"]], None, "bad action"),
         ([POWER_ON], {"vm:1": {"node": "node8"}}, "unknown node 'node8'"),
         ([POWER_ON], {"vm:1": {"state": "started"}}, "without assigned node"),
+        ([["stall node1 soon"]], None, "bad count in 'stall node1 soon'"),
+        ([["agent vm:101 explode"]], None, "bad command 'agent vm:101 explode'"),
+        ([["link node1 node9 off"]], None, "unknown node 'node9'"),
+        ([["store node1 slow 0"]], None, "bad count in 'store node1 slow 0'"),
+        ([["disk node2 half"]], None, "bad command 'disk node2 half' (disk NODE full|ok)"),
     ],
 )
 def test_malformed_input_exit_2_one_line(tmp_path: Path, cmdlist: object, services: object, message: str) -> None:
@@ -83,6 +88,17 @@ def test_malformed_input_exit_2_one_line(tmp_path: Path, cmdlist: object, servic
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in out
     assert not log.exists()  # no partial write
+
+
+def test_fault_verbs_run_from_the_command_line(tmp_path: Path) -> None:
+    scen = make_scenario(tmp_path, [POWER_ON, ["stall node3 2", "agent vm:101 die-after-start", "link node1 node2 off",
+                                               "store node2 slow 1", "disk node1 full"],
+                                    ["disk node1 ok", "link node1 node2 on", "store node2 ok", "store leader-change 1"]])
+    log = tmp_path / "log"
+    code, out = run([str(scen), "--log", str(log), "--profile", "fast"])
+    assert code == 0, out
+    text = log.read_text()
+    assert "daemon of 'node3' resumes after its stall" in text and "INVARIANT" not in text
 
 
 def test_missing_folder_and_missing_file(tmp_path: Path) -> None:
