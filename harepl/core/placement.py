@@ -254,3 +254,47 @@ def select_service_node(
         if i < len(nodes) - 1:
             return nodes[i + 1]
     return nodes[0]
+
+
+# --- what a service weighs for the 'static' scheduler -----------------------------------------
+
+#: a service without figures weighs what Proxmox's VM defaults do (1 core, 512 MiB)
+DEFAULT_SERVICE_CPUS = 1.0
+DEFAULT_SERVICE_MEM = 512 * 1024 * 1024
+_MEM_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_service_size(key: str, raw: object) -> float:
+    """A service's `maxcpu` (CPUs, 0 = unlimited: the whole node) or `maxmem` (bytes, or
+    with a K/M/G/T suffix, 1024-based) resource parameter; ValueError with one line."""
+    text = str(raw).strip().lower()
+    unit = 1
+    if key == "maxmem" and text[-1:] in _MEM_UNITS and not text[-1:].isdigit():
+        unit, text = _MEM_UNITS[text[-1]], text[:-1]
+    try:
+        value = float(text) * unit
+    except ValueError:
+        raise ValueError(f"parameter '{key}' must be a number{' (bytes, or with K/M/G/T)' if key == 'maxmem' else ''}"
+                         f", got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"parameter '{key}' must be a number >= 0, got {raw!r}")
+    return value
+
+
+def configured_service_stats(service_config: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, float]]:
+    """sid -> {maxcpu, maxmem} from each service's `maxcpu` / `maxmem` parameters (the
+    figures Proxmox's static scheduler takes from the guest config); defaults for what a
+    service does not say or says wrongly."""
+    out: dict[str, dict[str, float]] = {}
+    for sid, cd in service_config.items():
+        params = cd.get("params") or {}
+        figures = {"maxcpu": DEFAULT_SERVICE_CPUS, "maxmem": float(DEFAULT_SERVICE_MEM)}
+        if isinstance(params, Mapping):
+            for key in ("maxcpu", "maxmem"):
+                if key in params:
+                    try:
+                        figures[key] = parse_service_size(key, params[key])
+                    except ValueError:
+                        pass
+        out[sid] = figures
+    return out

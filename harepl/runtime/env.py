@@ -583,7 +583,13 @@ class RuntimeEnv:
         return self._read(reads.node_stats)  # type: ignore[no-any-return]
 
     def get_service_stats(self, kind: str) -> dict[str, dict[str, float]]:
-        return {}
+        # each service's configured CPUs and memory (resource parameters maxcpu / maxmem,
+        # docs/scheduling.md), for 'static'; 'dynamic' has no live figures yet and uses
+        # the same
+        from harepl.core.placement import configured_service_stats
+
+        return configured_service_stats(self.read_service_config())  # type: ignore[arg-type]
+
 
     def read_crm_commands(self) -> list[str]:
         queued = self._read(reads.crm_commands)

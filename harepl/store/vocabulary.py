@@ -89,9 +89,21 @@ def min_version(op: str, fields: Iterable[str] = frozenset()) -> int:
 
 def make(op: str, ts: float | None = None, cid: str | None = None, **fields: Any) -> dict[str, Any]:
     """Build a command of op `op` with a fresh unique id, at the lowest version that has
-    its fields (given as None: left out).  `ts` defaults to the wall clock (history only)."""
+    its fields (given as None: left out) and accepts their values (a value only a later
+    version knows, e.g. crs ha=dynamic, makes it a command of that version).  `ts`
+    defaults to the wall clock (history only)."""
     given = {k: v for k, v in fields.items() if v is not None}
-    return envelope.command(op, min_version(op, given), given, ts, cid)
+    first = min_version(op, given)
+    if REGISTRY.lookup(op, first) is REGISTRY.lookup(op, VERSION):
+        return envelope.command(op, first, given, ts, cid)  # one meaning from `first` on
+    for version in range(first, VERSION + 1):
+        cmd = envelope.command(op, version, given, ts, cid)
+        try:
+            validate(cmd)
+        except CommandError:
+            continue
+        return cmd
+    return envelope.command(op, first, given, ts, cid)
 
 
 def noop(**kw: Any) -> dict[str, Any]:

@@ -36,7 +36,11 @@ def test_show_defaults_then_set_and_show(api: LocalApi, ha) -> None:  # type: ig
 
 @pytest.mark.parametrize("args, fragment", [
     (["--shutdown-policy", "sometimes"], "ha.shutdown_policy: expected one of conditional, freeze, failover, migrate"),
-    (["--crs", "ha=dynamic"], "crs.ha: expected one of basic, static"),
+    (["--crs", "ha=clairvoyant"], "crs.ha: expected one of basic, static, dynamic"),
+    (["--crs", "ha-auto-rebalance-margin=2"], "crs.ha-auto-rebalance-margin: expected a number from 0 to 1"),
+    (["--crs", "ha-auto-rebalance-threshold=x"], "crs.ha-auto-rebalance-threshold must be a number"),
+    (["--crs", "ha-auto-rebalance-method=guess"],
+     "crs.ha-auto-rebalance-method: expected one of bruteforce, topsis, exhaustive"),
     (["--crs", "scheduler=static"], "unknown datacenter option 'crs.scheduler'"),
     (["--delete", "ha.nope"], "cannot delete unknown datacenter option 'ha.nope'"),
     (["--shutdown-policy", "freeze", "--ha", "shutdown_policy=migrate"], "give the shutdown policy once"),
@@ -73,3 +77,20 @@ def test_digest_option_refuses_a_stale_edit(api: LocalApi, ha) -> None:  # type:
     assert state.datacenter == {"crs": {"ha": "static"}}
     one_error_line(ha("groupset", "web", "--comment", "x", "--digest", "abc", ok=False), 2,
                    "digest must be the 40 hex digits")
+
+
+def test_proxmox_crs_settings_are_accepted(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
+    """Issue 9: crs ha=dynamic, the threshold, the margin and the method name bruteforce, as
+    the simulator implements them; a command at version 3 only when a value needs it."""
+    ha("datacenter", "set", "--crs", "ha=static,ha-auto-rebalance=1")
+    assert [e for e in reads.events(api.backend.conn, 1)][-1]["op"] == "dc_options_set"
+    ha("datacenter", "set", "--crs", "ha=dynamic,ha-auto-rebalance-threshold=0.25,ha-auto-rebalance-margin=0.2,"
+       "ha-auto-rebalance-method=bruteforce,ha-auto-rebalance-hold-duration=6")
+    assert api.backend.read_state().datacenter == {"crs": {
+        "ha": "dynamic", "ha-auto-rebalance": True, "ha-auto-rebalance-threshold": 0.25,
+        "ha-auto-rebalance-margin": 0.2, "ha-auto-rebalance-method": "bruteforce",
+        "ha-auto-rebalance-hold-duration": 6}}
+    assert C.dc_options_set({"crs": {"ha": "static"}})["v"] == 2
+    assert C.dc_options_set({"crs": {"ha": "dynamic"}})["v"] == 3
+    assert C.make("dc_options_set", options={"crs": {"ha-auto-rebalance-margin": 0.5}})["v"] == 3
+    assert C.make("dc_options_set", options={"crs": {"ha": "basic"}})["v"] == 2

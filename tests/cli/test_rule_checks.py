@@ -130,3 +130,11 @@ def test_ignored_resource_is_not_ha_managed(api: LocalApi, ha) -> None:  # type:
         res = ha(*args, ok=False)
         one_error_line(res, 2, "")
         assert _error(res) == "resource 'exec:x' is not HA managed"
+
+
+def test_static_sizes_are_resource_parameters(api: LocalApi, ha) -> None:  # type: ignore[no-untyped-def]
+    ha("add", "exec:big", "--command", "sleep 1000", "--param", "maxcpu=4", "--param", "maxmem=8G")
+    assert api.backend.read_state().resources["exec:big"]["params"]["maxmem"] == "8G"
+    res = ha("add", "exec:bad", "--command", "sleep 1000", "--param", "maxmem=lots", ok=False)
+    one_error_line(res, 2, "")
+    assert _error(res) == "parameter 'maxmem' must be a number (bytes, or with K/M/G/T), got 'lots'"

@@ -67,7 +67,7 @@ def test_options_roundtrip_like_pvesh(api: LocalApi, client: ApiClient) -> None:
 
 @pytest.mark.parametrize("body, fragment", [
     ({"ha": "shutdown_policy=sometimes"}, "ha.shutdown_policy: expected one of conditional, freeze, failover, migrate"),
-    ({"crs": "ha=dynamic"}, "crs.ha: expected one of basic, static"),
+    ({"crs": "ha=clairvoyant"}, "crs.ha: expected one of basic, static, dynamic"),
     ({"crs": "mode=static"}, "unknown datacenter option 'crs.mode'"),
     ({"crs": "ha-rebalance-on-start=perhaps"}, "crs.ha-rebalance-on-start must be a boolean"),
     ({"crs": "ha"}, "expected KEY=VALUE items"),

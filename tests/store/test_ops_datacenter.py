@@ -27,7 +27,7 @@ def test_dc_options_merge_delete_and_read_back() -> None:
 @pytest.mark.parametrize("options, delete, message", [
     ({"ha": {"shutdown_policy": "sometimes"}}, None,
      "ha.shutdown_policy: expected one of conditional, freeze, failover, migrate (got 'sometimes')"),
-    ({"crs": {"ha": "dynamic"}}, None, "crs.ha: expected one of basic, static (got 'dynamic')"),
+    ({"crs": {"ha": "clairvoyant"}}, None, "crs.ha: expected one of basic, static, dynamic (got 'clairvoyant')"),
     ({"crs": {"rebalance": 1}}, None, "unknown datacenter option 'crs.rebalance'"),
     ({"cluster": {"x": 1}}, None, "unknown datacenter section 'cluster'"),
     ({"crs": {"ha-rebalance-on-start": "maybe"}}, None, "crs.ha-rebalance-on-start: expected a boolean"),
@@ -52,3 +52,23 @@ def test_dc_options_digest() -> None:
     error = rejected(conn, C.dc_options_set({"crs": {"ha": "basic"}}, digest=seen, ts=2.0), "conflict")
     assert error == C.DIGEST_MISMATCH
     ok(conn, C.dc_options_set({"crs": {"ha": "basic"}}, digest=reads.digest(reads.datacenter(conn)), ts=3.0))
+
+
+def test_version_2_keeps_its_meaning_version_3_adds_proxmox_crs_settings() -> None:
+    """A version-2 dc_options_set means what it meant (ha=dynamic refused); the same
+    settings are a version-3 command now and applied (issue 9)."""
+    from harepl.store.ops import datacenter
+
+    conn = connect()
+    old = datacenter.DC_OPTIONS_SET.make(options={"crs": {"ha": "dynamic"}}, ts=1.0)
+    assert old["v"] == 2
+    assert "crs.ha: expected one of basic, static (got 'dynamic')" in rejected(conn, old, "invalid")
+    new = C.dc_options_set({"crs": {"ha": "dynamic", "ha-auto-rebalance-margin": 0.2,
+                                    "ha-auto-rebalance-threshold": 0.5, "ha-auto-rebalance-method": "bruteforce"}},
+                           ts=2.0)
+    assert new["v"] == 3
+    ok(conn, new)
+    assert reads.datacenter(conn) == {"crs": {"ha": "dynamic", "ha-auto-rebalance-margin": 0.2,
+                                              "ha-auto-rebalance-threshold": 0.5,
+                                              "ha-auto-rebalance-method": "bruteforce"}}
+    ok(conn, C.dc_options_set({}, delete=["crs.ha-auto-rebalance-margin"], ts=3.0))

@@ -145,7 +145,7 @@ WIRE[2] = {**WIRE[1],
            "rule_update": "rule_id changes delete? epoch? digest?",
            "resource_update": "sid changes delete? epoch? digest?",
            "dc_options_set": "options delete? epoch? digest?", "node_stats_set": "node maxcpu maxmem"}
-WIRE[3] = {**WIRE[2], "resource_purge": "sid epoch?"}
+WIRE[3] = {**WIRE[2], "resource_purge": "sid epoch?"}  # and dc_options_set's new values (same fields)
 
 
 def test_every_version_of_the_vocabulary_is_what_its_logs_were_written_in() -> None:

@@ -19,9 +19,10 @@ from harepl.store import vocabulary as C
 from harepl.store.ops import datacenter as V2
 from harepl.store.reads import digest
 
-DC_SECTIONS = tuple(sorted(V2.DC_OPTIONS))
+DC_SECTIONS = tuple(sorted(V2.DC_OPTIONS_V3))
 _BOOL_KEYS = {("crs", "ha-rebalance-on-start"), ("crs", "ha-auto-rebalance")}
 _INT_KEYS = {("crs", "ha-auto-rebalance-hold-duration")}
+_FLOAT_KEYS = {("crs", "ha-auto-rebalance-threshold"), ("crs", "ha-auto-rebalance-margin")}
 
 
 def options_view(state: ClusterState) -> dict[str, Any]:
@@ -35,6 +36,11 @@ def _value(section: str, key: str, raw: Any) -> Any:
         return parse_bool(raw, what)
     if (section, key) in _INT_KEYS:
         return parse_int(raw, what, 1, 1000)
+    if (section, key) in _FLOAT_KEYS and isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            raise bad_request(f"{what} must be a number, got {raw!r}") from None
     return raw
 
 
@@ -57,7 +63,7 @@ def parse_section(section: str, raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         try:
-            out[key] = V2.dc_option_check(section, key, _value(section, key, value))
+            out[key] = V2.dc_option_check_v3(section, key, _value(section, key, value))
         except C.CommandError as exc:
             raise bad_request(str(exc)) from None
     return out
@@ -75,7 +81,7 @@ def options_set(body: Any, state: ClusterState) -> dict[str, Any]:
         raise bad_request("delete must be a list like ['crs.ha-rebalance-on-start', 'ha']")
     for item in delete:
         section, _, key = item.partition(".")
-        if section not in V2.DC_OPTIONS or (key and key not in V2.DC_OPTIONS[section]):
+        if section not in V2.DC_OPTIONS_V3 or (key and key not in V2.DC_OPTIONS_V3[section]):
             raise bad_request(f"cannot delete unknown datacenter option '{item}'")
         if (key and key in options.get(section, {})) or (not key and section in options):
             raise bad_request(f"cannot set and delete '{item}' at once")

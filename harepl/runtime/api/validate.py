@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harepl.core.placement import parse_service_size
 from harepl.core.vocabulary import (
     AFFINITIES,
     CONFIG_ID_RE,
@@ -257,6 +258,12 @@ def _resource_fields(body: dict[str, Any], state: ClusterState) -> dict[str, Any
         out["comment"] = parse_comment(body["comment"])
     if "params" in body:
         out["params"] = parse_params(body["params"])
+        for key in ("maxcpu", "maxmem"):  # what the 'static' scheduler weighs the service by
+            if key in out["params"]:
+                try:
+                    parse_service_size(key, out["params"][key])
+                except ValueError as exc:
+                    raise bad_request(str(exc)) from None
     return out
 
 

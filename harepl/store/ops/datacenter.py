@@ -1,4 +1,4 @@
-"""The datacenter HA settings (Proxmox datacenter.cfg 'ha' and 'crs'), version 2.
+"""The datacenter HA settings (Proxmox datacenter.cfg 'ha' and 'crs'), versions 2 and 3.
 
 ``options`` = {"ha": {"shutdown_policy": ...}, "crs": {"ha": ..., ...}}, merged key by
 key; ``delete`` lists "SECTION" or "SECTION.KEY"; the digest covers the whole settings.
@@ -94,9 +94,78 @@ def _dc_options_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, An
 DC_OPTIONS_SET = Op("dc_options_set", _dc_options_set, since=2, fields={
     "options": required(_dc_options), "delete": optional(_dc_delete), "epoch": EPOCH, "digest": DIGEST})
 
-OPS = (DC_OPTIONS_SET,)
+
+# -- version 3: the rest of Proxmox's CRS settings (issue 9) -------------------------------------
+# Version 2's table above stays what version-2 commands meant; a setting only version 3
+# knows makes the command a version-3 one (`dc_options_set` below, `vocabulary.make`).
+
+REBALANCE_METHODS_V3 = ("bruteforce", "topsis", "exhaustive")  # exhaustive: harepl's old name of bruteforce
+
+
+def _ratio(lo: float, hi: float | None) -> Check:
+    def check(field: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= lo or (hi is not None and v > hi):
+            bound = f"from {lo:g} to {hi:g}" if hi is not None else f">= {lo:g}"
+            raise CommandError(f"{field}: expected a number {bound} (got {v!r})")
+        return float(v)
+    return check
+
+
+DC_OPTIONS_V3: dict[str, dict[str, Check]] = {section: dict(keys) for section, keys in DC_OPTIONS.items()}
+DC_OPTIONS_V3["crs"].update({
+    "ha": choice("basic", "static", "dynamic"),
+    "ha-auto-rebalance-method": choice(*REBALANCE_METHODS_V3),
+    "ha-auto-rebalance-threshold": _ratio(0.0, None),
+    "ha-auto-rebalance-margin": _ratio(0.0, 1.0),
+})
+
+
+def _check_in(table: dict[str, dict[str, Check]], section: str, key: str, value: Any) -> Any:
+    if section not in table:
+        raise CommandError(f"unknown datacenter section '{section}' (known: {', '.join(sorted(table))})")
+    keys = table[section]
+    if key not in keys:
+        raise CommandError(f"unknown datacenter option '{section}.{key}' "
+                           f"(known in {section}: {', '.join(sorted(keys))})")
+    return keys[key](f"{section}.{key}", value)
+
+
+def dc_option_check_v3(section: str, key: str, value: Any) -> Any:
+    """Validate one datacenter setting as the newest vocabulary knows it (the API's check)."""
+    return _check_in(DC_OPTIONS_V3, section, key, value)
+
+
+def _dc_options_v3(field: str, v: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in obj(field, v).items():
+        if section not in DC_OPTIONS_V3:
+            dc_option_check_v3(section, "", None)
+        out[section] = {key: dc_option_check_v3(section, key, value)
+                        for key, value in obj(f"{field}.{section}", values).items()}
+    return out
+
+
+def _dc_delete_v3(field: str, v: Any) -> list[str]:
+    for item in name_list(field, v):
+        section, _, key = item.partition(".")
+        if section not in DC_OPTIONS_V3 or (key and key not in DC_OPTIONS_V3[section]):
+            raise CommandError(f"{field}: unknown datacenter option {item!r}")
+    return sorted(set(v))
+
+
+DC_OPTIONS_SET_V3 = Op("dc_options_set", _dc_options_set, since=3, fields={
+    "options": required(_dc_options_v3), "delete": optional(_dc_delete_v3), "epoch": EPOCH, "digest": DIGEST})
+
+OPS = (DC_OPTIONS_SET, DC_OPTIONS_SET_V3)
 
 
 def dc_options_set(options: dict[str, dict[str, Any]], delete: list[str] | None = None,
                    digest: str | None = None, **kw: Any) -> dict[str, Any]:
+    """At version 2 when version 2 knows every setting and deletion, else at version 3."""
+    try:
+        _dc_options("options", options)
+        if delete is not None:
+            _dc_delete("delete", delete)
+    except CommandError:
+        return DC_OPTIONS_SET_V3.make(options=options, delete=delete, digest=digest, **kw)
     return DC_OPTIONS_SET.make(options=options, delete=delete, digest=digest, **kw)
