@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install system-deps test demo lint conformance clean
+.PHONY: install system-deps test demo lint conformance clean deb rootfs
 
 install: $(VENV)/.installed system-deps
 
@@ -26,6 +26,14 @@ demo: install
 lint: install
 	$(BIN)/ruff check harepl tui tests
 	$(BIN)/mypy
+
+# dist/harepl_VERSION-1_ARCH.deb: /opt/harepl venv on Debian's python3, units, tmpfiles (deploy/build-deb)
+deb: install system-deps
+	bash deploy/build-deb
+
+# dist/harepl-rootfs.tar: Debian bookworm + systemd + that package, units enabled (deploy/build-rootfs)
+rootfs: deb
+	bash deploy/build-rootfs
 
 conformance: install
 	../shared/tools/pve-conformance ../shared/pve-tests/*
