@@ -72,7 +72,11 @@ SEED_COVERAGE: dict[str, list[str]] = {
     "LRM restart -> freeze": ["lrm-restart-freeze", "lrm-restart-during-relocate"],
     "TIMING PROFILES: default and fast": ["profile-default-failover", "profile-fast-failover",
                                          "profile-default-power-loss-during-shutdown"],
-    "ISSUE 9: the rule checker in the CRM, never a relocation loop": ["rules-contradictory-static-no-loop"],
+    "ISSUE 9: the rule checker in the CRM, never a relocation loop": [
+        "rules-contradictory-static-no-loop", "rules-check-node-affinity-twice",
+        "rules-check-resource-affinity-one-resource", "rules-check-negative-more-than-nodes",
+        "rules-check-together-and-apart", "rules-check-multiple-priorities",
+        "rules-check-positive-two-node-affinity", "rules-check-negative-too-few-nodes"],
 }
 
 
