@@ -30,9 +30,13 @@ def active_service_count(ss: Mapping[str, ServiceStatus], node: str) -> int:
 def guarded_service_count(ss: Mapping[str, ServiceStatus], node: str, guard_frozen: bool) -> int:
     """Services on `node` that may run and need its lease and armed watchdog before the
     LRM goes on: the active ones and, with `guard_frozen`, the frozen ones (left running
-    by an LRM restart; "frozen" means "not touched", never "unguarded")."""
-    frozen = sum(1 for sd in ss.values() if sd.get("node") == node and sd.get("state") == "freeze")
-    return active_service_count(ss, node) + (frozen if guard_frozen else 0)
+    by an LRM restart; "frozen" means "not touched", never "unguarded"), and those in
+    'error' whose stop was not confirmed (they may still run; and only an LRM holding its
+    lease answers the check that clears them)."""
+    here = [sd for sd in ss.values() if sd.get("node") == node]
+    frozen = sum(1 for sd in here if sd.get("state") == "freeze")
+    unconfirmed = sum(1 for sd in here if sd.get("state") == "error" and sd.get("stop_unconfirmed"))
+    return active_service_count(ss, node) + (frozen if guard_frozen else 0) + unconfirmed
 
 
 def has_configured_service_on_node(ss: Mapping[str, ServiceStatus], node: str) -> bool:

@@ -173,29 +173,11 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
 # signature in the log so that a failing seed is still reported (as known) and any *other*
 # failure stays a plain failure. An entry is deleted when its defect is fixed.
 
-_UNCONFIRMED = re.compile(r"/crm: service '(?P<sid>[^']+)': (?P<what>stop not confirmed|stop confirmed by node)")
-
-
-def _stop_never_confirmed(log: str) -> bool:
-    """Some service's last stop-confirmation line says 'not confirmed'."""
-    last: dict[str, str] = {}
-    for m in _UNCONFIRMED.finditer(log):
-        last[m["sid"]] = m["what"]
-    return "stop not confirmed" in last.values()
-
-
 KNOWN_DEFECTS: dict[str, tuple[str, object]] = {
     # stale-node-lease, shutdown-never-powers-off, watchdog-expired-crash and
     # shutdown-never-ends were fixed (sim process start, shutdown sequence, watchdog, LRM
-    # finishing pending moves) and no longer occur
-    "stop-never-confirmed": (
-        "a service left in 'error' with its stop not confirmed stays there for good once its "
-        "node's LRM is not active (after an LRM restart or a power cycle the LRM does not take "
-        "its lease for it, so nobody answers the 'error' uid) although it no longer runs: "
-        "harepl/roles/lrm.py + core/lrm.py (guarded_service_count); replay seed 3010061 "
-        "(3 nodes, 8 steps, fast); tests/sim/test_sim_faults.py xfail",
-        _stop_never_confirmed,
-    ),
+    # finishing pending moves) and no longer occur; stop-never-confirmed (seed 3010061) was
+    # fixed by core/lrm.py's guarded_service_count
 }
 
 
