@@ -11,7 +11,8 @@ out=bench/results/fuzz-campaign.txt; mkdir -p bench/results
 for nodes in ${NODES:-3 5 9}; do
   for profile in ${PROFILES:-fast default async}; do
     cmd="harepl sim fuzz --seeds $per --start $start --nodes $nodes --profile $profile --jobs $jobs --keep fuzz-failures"
-    line=$(.venv/bin/$cmd | tail -1)
-    echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $cmd | $line" | tee -a "$out"
+    # a run with failures exits non-zero: record it and go on with the next one
+    rc=0; said=$(.venv/bin/$cmd) || rc=$?
+    echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $cmd | exit $rc | $(tail -1 <<<"$said")" | tee -a "$out"
   done
 done
