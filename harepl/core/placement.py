@@ -100,19 +100,39 @@ class StaticUsage(BasicUsage):
             if not st.get("maxcpu") or not st.get("maxmem"):
                 raise ValueError(f"no static usage information for node '{n}'")
         self.scoring_sid: str | None = None
+        # each node's summed CPU and memory, kept as services are added and removed (a
+        # recovery round scores many services: recomputing every node's load for each
+        # one made it quadratic in the number of services)
+        self.cpu: dict[str, float] = {n: 0.0 for n in self.nodes}
+        self.mem: dict[str, float] = {n: 0.0 for n in self.nodes}
 
     def _svc(self, sid: str) -> tuple[float, float]:
         st = self.service_stats.get(sid, {})
         return float(st.get("maxcpu", 0.0)), float(st.get("maxmem", 0.0))
 
+    def _weight(self, sid: str, node: str) -> tuple[float, float]:
+        c, m = self._svc(sid)
+        return (c if c else float(self.node_stats[node]["maxcpu"])), m  # 0 CPUs: the whole node
+
+    def add_service_usage(self, sid: str, sd: Mapping[str, object]) -> None:
+        cur, tgt = used_service_nodes(self.nodes, sd)
+        for n in (cur, tgt):
+            if n is not None and sid not in self.nodes[n]:
+                self.nodes[n].add(sid)
+                c, m = self._weight(sid, n)
+                self.cpu[n] += c
+                self.mem[n] += m
+
+    def remove_service_usage(self, sid: str) -> None:
+        for n, used in self.nodes.items():
+            if sid in used:
+                used.discard(sid)
+                c, m = self._weight(sid, n)
+                self.cpu[n] -= c
+                self.mem[n] -= m
+
     def _load(self, node: str) -> tuple[float, float]:
-        maxcpu = float(self.node_stats[node]["maxcpu"])
-        cpu = mem = 0.0
-        for sid in sorted(self.nodes[node]):
-            c, m = self._svc(sid)
-            cpu += c if c else maxcpu  # 0 CPUs means unlimited: the whole node
-            mem += m
-        return cpu, mem
+        return self.cpu[node], self.mem[node]
 
     def scores_for(self, sid: str) -> dict[str, float]:
         names = sorted(self.nodes)
