@@ -77,6 +77,7 @@ SEED_COVERAGE: dict[str, list[str]] = {
         "rules-check-resource-affinity-one-resource", "rules-check-negative-more-than-nodes",
         "rules-check-together-and-apart", "rules-check-multiple-priorities",
         "rules-check-positive-two-node-affinity", "rules-check-negative-too-few-nodes"],
+    "ISSUE 9: a node lost during a move is fenced first": ["node-lost-during-migrate", "node-lost-during-relocate"],
 }
 
 
