@@ -2,13 +2,18 @@
 
     .venv/bin/python bench/failover.py [--profiles fast,default] [--sizes 1,20,100] [--reps 5]
                                        [--migrate-reps 5] [--idle-s 30] [--idle-reps 1]
-                                       [--out FILE]
+                                       [--fencing watchdog,ipmi] [--out FILE]
 
 1. Failover: N exec services on node2; node2 SIGKILLed (its whole session: power loss);
    time until every one of them has started on another node (each service appends
    "SID NODE WALLTIME" to a ledger when it starts). Median (and min/max) of --reps runs,
    next to the configured bound lease_timeout_s + loop_s + agent start time, where agent
    start time = ceil(N / max_workers) x the measured start of one exec service.
+   `--fencing watchdog,ipmi` measures each size both ways, the runs interleaved (watchdog,
+   ipmi, watchdog, ...) so both see the same load: `ipmi` is `harepl lab up --fence-device
+   ipmi` (a real BMC per node, ipmi_sim, driven by fence_ipmilan; fencing = both). Each run
+   also reports, from the master's harepl.log, the detection (kill -> node 'unknown'), the
+   device time (its `confirmed off in X s` line) and the 1-minute load average.
 2. Planned migrate: one service, `migrate` via the API, time until it started on the
    target (whose LRM is already active: an anchor service runs there); median of
    --migrate-reps.
@@ -90,13 +95,42 @@ def _add(lab: Lab, via: str, sid: str, node: str, ledger: Path) -> None:
     raise RuntimeError(f"add {sid}: API unavailable")
 
 
-def _lab(profile: str) -> tuple[Lab, Path]:
+def _lab(profile: str, fencing: str = "watchdog") -> tuple[Lab, Path]:
     d = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))
-    return up(d, 3, profile, timeout_s=60), d
+    return up(d, 3, profile, timeout_s=60, fence_device="ipmi" if fencing == "ipmi" else None), d
 
 
-def failover_once(profile: str, n: int) -> dict[str, Any]:
-    lab, d = _lab(profile)
+def _log_times(lab: Lab, t_kill: float) -> dict[str, float | None]:
+    """From the nodes' harepl.log (wall clock, ms): when the master saw the victim go
+    'unknown', and how long its fence device took."""
+    import re
+    from datetime import datetime
+
+    unknown: float | None = None
+    device: float | None = None
+    for node in lab.nodes:
+        if node.name == VICTIM or not node.log.exists():
+            continue
+        for line in node.log.read_text().splitlines():
+            m = re.match(r"(\S+ \S+) ", line)
+            if m is None:
+                continue
+            try:
+                t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                continue
+            if t < t_kill:
+                continue
+            if unknown is None and f"node '{VICTIM}': state changed from 'online' => 'unknown'" in line:
+                unknown = t - t_kill
+            d = re.search(rf"fencing node '{VICTIM}' level \d+: confirmed off in ([0-9.]+) s", line)
+            if d and device is None:
+                device = float(d.group(1))
+    return {"detect_s": unknown, "device_s": device}
+
+
+def failover_once(profile: str, n: int, fencing: str = "watchdog") -> dict[str, Any]:
+    lab, d = _lab(profile, fencing)
     try:
         ledger = d / "ledger"
         sids = [f"exec:s{i:03d}" for i in range(n)]
@@ -115,8 +149,8 @@ def failover_once(profile: str, n: int) -> dict[str, Any]:
 
         got = _wait(recovered, f"{n} services recovered", 180)
         times = sorted(got[s] - t_kill for s in sids)
-        return {"profile": profile, "n": n, "all_s": times[-1], "first_s": times[0],
-                "killed_master": master == VICTIM}
+        return {"profile": profile, "n": n, "fencing": fencing, "all_s": times[-1], "first_s": times[0],
+                "killed_master": master == VICTIM, "load1": os.getloadavg()[0], **_log_times(lab, t_kill)}
     finally:
         lab.down()
         shutil.rmtree(d, ignore_errors=True)
@@ -219,8 +253,12 @@ def main() -> int:
     ap.add_argument("--migrate-reps", type=int, default=5)
     ap.add_argument("--idle-s", type=float, default=30.0)
     ap.add_argument("--idle-reps", type=int, default=1)
+    ap.add_argument("--fencing", default="watchdog",
+                    help="watchdog, ipmi or both as 'watchdog,ipmi' (interleaved runs)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    fencings = [f for f in args.fencing.split(",") if f]
+    print(f"# {' '.join(sys.argv)}; load average at start {os.getloadavg()}", flush=True)
     report: dict[str, Any] = {"failover": [], "migrate": {}, "idle": [], "agent_start_s": {}}
     for profile in args.profiles.split(","):
         t = PROFILES[profile]
@@ -230,16 +268,28 @@ def main() -> int:
             report["agent_start_s"][profile] = start_s
             print(f"# {profile}: one exec agent start = {start_s:.3f} s", flush=True)
         for n in sizes:
-            runs = [failover_once(profile, n) for _ in range(args.reps)]
-            alls = [r["all_s"] for r in runs]
-            bound = t.lease_timeout_s + t.loop_s + math.ceil(n / t.max_workers) * start_s
-            row = {"profile": profile, "n": n, "median_s": statistics.median(alls), "min_s": min(alls),
-                   "max_s": max(alls), "bound_s": bound, "ratio": statistics.median(alls) / bound,
-                   "runs": runs}
-            report["failover"].append(row)
-            print(f"failover {profile:8s} n={n:3d}: median {row['median_s']:.2f} s (min {row['min_s']:.2f}, "
-                  f"max {row['max_s']:.2f}) bound {bound:.2f} s ratio {row['ratio']:.2f} "
-                  f"killed-master {sum(r['killed_master'] for r in runs)}/{len(runs)}", flush=True)
+            by: dict[str, list[dict[str, Any]]] = {f: [] for f in fencings}
+            for _ in range(args.reps):
+                for f in fencings:  # interleaved: each mode sees the same load
+                    r = failover_once(profile, n, f)
+                    by[f].append(r)
+                    print(f"  run {profile} n={n} {f}: {r['all_s']:.2f} s (detect {r['detect_s']}, device "
+                          f"{r['device_s']}, load {r['load1']:.2f})", flush=True)
+            for f, runs in by.items():
+                alls = [r["all_s"] for r in runs]
+                bound = t.lease_timeout_s + t.loop_s + math.ceil(n / t.max_workers) * start_s
+                med = statistics.median
+                dev = [r["device_s"] for r in runs if r["device_s"] is not None]
+                det = [r["detect_s"] for r in runs if r["detect_s"] is not None]
+                row = {"profile": profile, "fencing": f, "n": n, "median_s": med(alls), "min_s": min(alls),
+                       "max_s": max(alls), "bound_s": bound, "ratio": med(alls) / bound,
+                       "detect_median_s": med(det) if det else None, "device_median_s": med(dev) if dev else None,
+                       "load1_median": med([r["load1"] for r in runs]), "runs": runs}
+                report["failover"].append(row)
+                print(f"failover {profile:8s} {f:8s} n={n:3d}: median {row['median_s']:.2f} s (min {row['min_s']:.2f}, "
+                      f"max {row['max_s']:.2f}) detect {row['detect_median_s']} device {row['device_median_s']} "
+                      f"bound {bound:.2f} s load1 {row['load1_median']:.2f} "
+                      f"killed-master {sum(r['killed_master'] for r in runs)}/{len(runs)}", flush=True)
         if args.migrate_reps:
             ms = [migrate_once(profile) for _ in range(args.migrate_reps)]
             report["migrate"][profile] = {"median_s": statistics.median(ms), "runs": ms}

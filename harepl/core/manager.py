@@ -68,7 +68,7 @@ import copy
 from collections.abc import Callable
 
 from harepl.core import config as cfgmod
-from harepl.core import crm_commands, manager_io
+from harepl.core import crm_commands, fencing, manager_io
 from harepl.core.crm_commands import HaRequests
 from harepl.core.manager_io import (
     REMOVABLE_LOCKS_AFTER_FENCE,
@@ -110,7 +110,7 @@ class Manager:
     """The CRM master: `manage(view, ports)` once per round."""
 
     def __init__(self, nodename: str, old_ms: ManagerStatus, fence_delay_s: float = 60.0,
-                 policy: SafetyPolicy = SAFE) -> None:
+                 policy: SafetyPolicy = SAFE, fence_delay_hw_s: float | None = None) -> None:
         old: ManagerStatus = copy.deepcopy(old_ms)
         self.nodename = nodename
         self.policy = policy
@@ -126,6 +126,12 @@ class Manager:
         )
         # what only this master remembers (lost on failover, like Proxmox's)
         self.rebalance_rounds = 0
+        # fence devices (core/fencing.py): progress per node, and the fence delay while
+        # hardware fencing is on (a confirmed power-off needs no lease wait)
+        self.fence_delay_s = fence_delay_s
+        self.fence_delay_hw_s = fence_delay_s if fence_delay_hw_s is None else fence_delay_hw_s
+        self.hw_fence: dict[str, fencing.NodeFence] = {}
+        self.fence_status: dict[str, str] = {}
         self.scheduler: str | None = None
         self.rebalance_on_request_start = False
         self.compiled = CompiledRules()
@@ -150,6 +156,7 @@ class Manager:
         self.lrm_modes, self.lrm_states = lrms.modes, lrms.states
         if self.scheduler is None:
             self._update_scheduler_mode(view.datacenter)  # first round: before anything else
+        self.ns.fence_delay_s = self.fence_delay_hw_s if self._fencing_mode() != "watchdog" else self.fence_delay_s
         self.ns.update(view.node_info, self.lrm_modes, view.now, self._log)
         if not self.ns.node_is_operational(self.nodename):
             self._log("info", "master seems offline")
@@ -167,7 +174,13 @@ class Manager:
             self._service_rounds(lrms.results)
         elif crm_commands.disarm_round(self.requests, self.ss, view, self.ns.list_nodes(), self._uid, self._log):
             self._service_rounds(lrms.results)  # disarm deferred: let fencing finish first
-        return ManagerResult(self._status(view.now), self.effects)
+        status = self._status(view.now)
+        for node in [n for n in self.hw_fence if self.ns.get_node_state(n) != "fence"]:
+            del self.hw_fence[node]  # fenced, or back online: a later fence starts afresh
+            self.fence_status.pop(node, None)
+        if self.fence_status:
+            status["fence_status"] = dict(self.fence_status)
+        return ManagerResult(status, self.effects)
 
     def _service_rounds(self, lrm_results: dict[str, LrmResult]) -> None:
         """Transitions, then the fence pass, until no service changes state (rule 8)."""
@@ -208,7 +221,7 @@ class Manager:
                 continue
             node = sd["node"]
             if node not in fenced:
-                fenced[node] = ns.fence_node(node, ports.fence_lock, self._log, ports.sendmail)
+                fenced[node] = ns.fence_node(node, self._fence_lock, self._log, ports.sendmail)
             if fenced[node]:
                 self._change_state(sid, "recovery")
                 changed = True
@@ -216,9 +229,55 @@ class Manager:
             if ns.get_node_state(node) != "fence":
                 continue
             self._log("notice", f"node '{node}' in fence state but no services to-fence! admin interference?!")
-            if ns.fence_node(node, ports.fence_lock, self._log, ports.sendmail):
+            if ns.fence_node(node, self._fence_lock, self._log, ports.sendmail):
                 changed = True
         return changed
+
+    def _fencing_mode(self) -> str:
+        assert self.view is not None
+        mode = self.view.datacenter.get("ha", {}).get("fencing", "watchdog")
+        return mode if mode in fencing.FENCING_MODES else "watchdog"
+
+    def _fence_lock(self, node: str) -> bool:
+        """Rule 3's acknowledgement: take `node`'s lease. With fence devices
+        (`fencing = hardware | both`) a device's confirmed power-off lets the master take it
+        at once, by compare-and-swap on the lease as seen when the fence began
+        (core/fencing.py; docs/safety.md). True once fenced."""
+        mode = self._fencing_mode()
+        if mode == "watchdog":
+            return self.ports.fence_lock(node)
+        ports = self.ports
+        n_levels = ports.fence_levels(node)
+        st = self.hw_fence.setdefault(node, fencing.NodeFence())
+        step = fencing.fence_step(mode, n_levels, st, self.now)
+        if step.run_level is not None:
+            res = ports.fence_device(node, step.run_level)
+            if res is not None:
+                self._log("info" if res.off else "err", f"fence device level {step.run_level + 1} of node '{node}': "
+                          f"{'confirmed off' if res.off else 'failed'} - {res.detail}")
+                fencing.after_result(st, n_levels, res)
+                step = fencing.fence_step(mode, n_levels, st, self.now)
+        if step.status:
+            self.fence_status[node] = step.status
+        if step.record:
+            if st.recorded_at is None:
+                st.recorded_at = self.now  # this round's status records it; the lease next round
+            return False
+        if step.take_lease_now:
+            took = ports.take_fenced_lease(node)
+            if took:
+                self._log("info", f"node '{node}' powered off by its fence device - took its lease at once")
+                return True
+            if took is None:
+                return False  # not committed now (no quorum, timeout): again next round
+            self._log("err", f"node '{node}' renewed its lease although its fence device confirmed it off (the "
+                             "device lied, or powers another machine) - not recovering on that fence")
+            st.confirmed, st.recorded_at = False, None
+            fencing.after_result(st, n_levels, fencing.DeviceResult(False, "lease renewed after a confirmed off"))
+            return False
+        if step.lease_wait:
+            return ports.fence_lock(node)
+        return False
 
     # --- transitions, one per service state (dispatched by _TRANSITIONS) ---------------------
 

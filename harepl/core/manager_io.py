@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harepl.core import config as cfgmod
+from harepl.core.fencing import DeviceResult
 from harepl.core.placement import CompiledRules, compile_checked
 from harepl.core.types import (
     DatacenterConfig,
@@ -43,6 +44,13 @@ class ManagerPorts(Protocol):
         ...
 
     def remove_locks(self, sid: str, locks: list[str], fenced_node: str) -> str | None: ...
+
+    # fence devices (datacenter ha.fencing = hardware | both; core/fencing.py)
+    def fence_levels(self, node: str) -> int: ...
+
+    def fence_device(self, node: str, level: int) -> DeviceResult | None: ...
+
+    def take_fenced_lease(self, node: str) -> bool | None: ...
 
 
 # guest locks that are safe to drop once the node that held them was fenced (reset)

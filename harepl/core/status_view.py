@@ -62,6 +62,8 @@ def format_status(
         elif lrm.get("watchdog_error"):
             summary = f"{summary}, cannot arm watchdog: {lrm['watchdog_error']}"
         lines.append(f"lrm {node} ({summary}, {when})")
+    for node, text in sorted(manager_status.get("fence_status", {}).items()):
+        lines.append(f"fence {node} ({text})")  # hardware fencing: what its devices did
     ss = manager_status.get("service_status", {})
     for sid in sorted(set(ss) | set(service_config)):
         if sid in ss:

@@ -84,6 +84,7 @@ class ManagerStatus(TypedDict, total=False):
     node_request: dict[str, NodeRequest]
     timestamp: float
     disarm: dict[str, str]  # {'mode': 'freeze'|'ignore', 'state': 'disarming'|'disarmed'}
+    fence_status: dict[str, str]  # node -> what its fence devices did (hardware fencing only)
 
 
 # --- LRM status ---------------------------------------------------------------------------
@@ -144,6 +145,7 @@ class NodeInfo(TypedDict):
 
 class DatacenterHa(TypedDict, total=False):
     shutdown_policy: str  # ShutdownPolicy
+    fencing: str  # watchdog | hardware | both (core/fencing.py)
 
 
 class DatacenterCrs(TypedDict, total=False):

@@ -8,6 +8,7 @@ of its own in harepl: its writes carry the manager epoch and are rejected once d
 
 from __future__ import annotations
 
+from harepl.core.fencing import DeviceResult
 from harepl.core.manager import Manager, ManagerResult, ManagerView
 from harepl.core.policy import SAFE, SafetyPolicy
 from harepl.core.types import LrmStatus, ManagerStatus, StealService, UpdateServiceConfig
@@ -35,15 +36,26 @@ class _Ports:
         agent = self.env.resource_agent(sid)
         return agent.remove_locks(sid, locks, fenced_node) if agent is not None else None
 
+    def fence_levels(self, node: str) -> int:
+        return self.env.fence_device_levels(node)
+
+    def fence_device(self, node: str, level: int) -> DeviceResult | None:
+        return self.env.fence_device(node, level)
+
+    def take_fenced_lease(self, node: str) -> bool | None:
+        return self.env.take_fenced_node_lease(node)
+
 
 class CRM:
     def __init__(self, env: Env, round_s: float = 10.0, wait_round_s: float = 5.0,
-                 fence_delay_s: float = 60.0, policy: SafetyPolicy = SAFE) -> None:
+                 fence_delay_s: float = 60.0, policy: SafetyPolicy = SAFE,
+                 fence_delay_hw_s: float | None = None) -> None:
         self.env = env
         self.policy = policy
         self.round_s = round_s
         self.wait_round_s = wait_round_s
         self.fence_delay_s = fence_delay_s
+        self.fence_delay_hw_s = fence_delay_hw_s  # with fence devices (core/fencing.py)
         self.state = "startup"
         self.state_change_time = 0.0
         self.manager: Manager | None = None
@@ -60,7 +72,8 @@ class CRM:
         self.state = new
         self.state_change_time = self.env.get_time()
         if new == "master":
-            self.manager = Manager(self.env.nodename(), self._read_ms() or {}, self.fence_delay_s, self.policy)
+            self.manager = Manager(self.env.nodename(), self._read_ms() or {}, self.fence_delay_s, self.policy,
+                                   fence_delay_hw_s=self.fence_delay_hw_s)
         else:
             self.manager = None
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+from harepl.core.fencing import DeviceResult
 from harepl.core.types import (
     DatacenterConfig,
     GroupConfig,
@@ -197,6 +198,27 @@ class Env(Protocol):
 
     def watchdog_expires_at(self, handle: WatchdogHandle) -> float:
         """When (on the get_time() clock) the armed watchdog fires unless fed again."""
+        ...
+
+    # --- fence devices (CRM master only; core/fencing.py decides, docs/safety.md) ---------------
+
+    def fence_device_levels(self, node: str) -> int:
+        """How many levels of fence devices `node` has (0: none configured)."""
+        ...
+
+    def fence_device(self, node: str, level: int) -> DeviceResult | None:
+        """Power `node` off with every parallel device of `level` (0-based). The first call
+        starts the attempt (it may take seconds); calls while it runs return None, the
+        next one its result, once. `off` counts only when each device's `off` succeeded
+        and a `status` after it said off. Never raises for a device problem."""
+        ...
+
+    def take_fenced_node_lease(self, node: str) -> bool | None:
+        """`node` was confirmed powered off by its fence device: take its lease at a new
+        epoch now, without waiting for it to expire, by compare-and-swap on the lease's
+        (epoch, seq) as seen when its first fence attempt started — so a node that renewed
+        since (a device that lied, or powered off another machine) keeps its lease and this
+        returns False. None: not committed now (no quorum, a timeout); ask again."""
         ...
 
     # --- replicated state ---------------------------------------------------------------------

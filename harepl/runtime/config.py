@@ -107,6 +107,7 @@ class NodeConfig:
     source: Path | None = None
     watchdog_mux_socket: Path = Path("/run/harepl/watchdog-mux.sock")
     watchdog_start_mux: bool = False  # the daemon starts the multiplexer (labs, tests)
+    fence_config: Path | None = None  # fence.cfg (devices and credentials, 0600): runtime/fence/config.py
 
     @property
     def self_member(self) -> Member:
@@ -132,7 +133,7 @@ class NodeConfig:
         return _read_private(self.api_token_file, "api.token_file")
 
 
-_TOP_KEYS = {"node", "data_dir", "secret_file", "log_file", "nodes", "api", "timing", "watchdog"}
+_TOP_KEYS = {"node", "data_dir", "secret_file", "log_file", "nodes", "api", "timing", "watchdog", "fence"}
 _MEMBER_KEYS = {"name", "address", "raft_port"}
 _API_KEYS = {"socket", "tcp", "token_file"}
 _TIMING_KEYS = {"profile", "loop_s", "lease_local_s", "watchdog_s", "lease_timeout_s", "margin_s",
@@ -209,11 +210,15 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."),
     if not isinstance(start_mux, bool):
         raise ConfigError(f"watchdog.start_mux: must be true or false (got {start_mux!r})")
 
+    fence_raw = _table(data, "fence", required=False)
+    _no_unknown(fence_raw, {"config"}, "fence.")
+    fence_config = _path(fence_raw, "config", "fence.", base_dir) if "config" in fence_raw else None
+
     cfg = NodeConfig(node=node, members=members, data_dir=data_dir, secret_file=secret_file,
                      api_socket=api_socket, api_tcp=api_tcp, api_token_file=api_token_file,
                      profile=profile, timing=timing, watchdog_backend=backend,
                      watchdog_device=device, log_file=log_file, watchdog_mux_socket=mux_socket,
-                     watchdog_start_mux=start_mux)
+                     watchdog_start_mux=start_mux, fence_config=fence_config)
     if check_files:
         cfg.read_secret()
         cfg.read_api_token()
@@ -375,6 +380,13 @@ def check_host(cfg: NodeConfig) -> None:
     from harepl.runtime.watchdog_setup import check_mux  # the multiplexer the device needs
 
     check_mux(cfg)
+    if cfg.fence_config is not None:
+        from harepl.runtime.fence.config import FenceSetupError, load_fence_cfg
+
+        try:
+            load_fence_cfg(cfg.fence_config)
+        except FenceSetupError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _existing_ancestor(path: Path) -> Path:

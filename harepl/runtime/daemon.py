@@ -142,7 +142,14 @@ class NodeDaemon:
         # node's services 'fence' earlier than that gains nothing and only makes a short
         # hiccup costlier, so the fence delay ends about when the lease can expire.
         fence_delay_s = max(t.loop_s, t.lease_timeout_s - self.ctx.online_window_s - t.loop_s)
-        self.crm = CRM(self.crm_env, round_s=t.loop_s, wait_round_s=t.loop_s, fence_delay_s=fence_delay_s)
+        # With fence devices (datacenter ha.fencing = hardware|both) a node's fence begins
+        # once it was not seen online for a loop: a confirmed power-off needs no lease wait.
+        if cfg.fence_config is not None:
+            from harepl.runtime.fence.config import FenceRunner, load_fence_cfg
+
+            self.ctx.fence = FenceRunner(load_fence_cfg(cfg.fence_config), self.log.for_role("crm"))
+        self.crm = CRM(self.crm_env, round_s=t.loop_s, wait_round_s=t.loop_s, fence_delay_s=fence_delay_s,
+                       fence_delay_hw_s=t.loop_s)
         self.lrm = LRM(self.lrm_env, active_round_s=t.loop_s, wait_round_s=t.loop_s, stop_margin_s=t.margin_s)
         self._last_states: dict[str, str] = {}
         self.backend = DaemonBackend(cfg.node, tuple(m.name for m in cfg.members), self.client)
@@ -195,12 +202,29 @@ class NodeDaemon:
             threading.Thread(target=_loop, name="lrm", daemon=True,
                              args=("lrm", self.roles_stop, lrm_log, t.loop_s, self.lrm.do_one_iteration,
                                    self.after_lrm, self.lrm_env)),
+            threading.Thread(target=self._monitor_fence_devices, name="fence-monitor", daemon=True),
             # CPUs and memory for the 'static' scheduler, once the store can commit
             threading.Thread(target=publish_node_stats, name="stats", daemon=True,
                              args=(self.client, self.cfg.node, self.roles_stop, self.dlog)),
         ]
         for th in self.threads:
             th.start()
+
+    def _monitor_fence_devices(self, every_s: float = 60.0) -> None:
+        """`status` (never `off`) of every fence device, at start and then every minute;
+        a warning for a node whose every device fails."""
+        fence = self.ctx.fence
+        if fence is None:
+            return
+        log = self.log.for_role("crm")
+        while not self.roles_stop.is_set():
+            health = fence.monitor()
+            for dev, state in sorted(health.items()):
+                log("info" if state in ("on", "off") else "warn", f"fence device {dev}: {state}")
+            for node in fence.cfg.nodes():
+                if all(not v.startswith(("on", "off")) for k, v in health.items() if k.endswith(f"-> {node}")):
+                    log("warn", f"node '{node}' has no working fence device")
+            self.roles_stop.wait(every_s)
 
     def request_stop(self) -> None:
         self.stop_event.set()

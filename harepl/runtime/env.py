@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from harepl.core.fencing import DeviceResult
 from harepl.core.lrm import is_fence_requested
 from harepl.core.types import (
     DatacenterConfig,
@@ -84,6 +85,8 @@ class NodeContext:
         self.agents = agents        # harepl.runtime.agenthost.AgentHost
         self.watchdog = watchdog    # harepl.runtime.wdclient.WatchdogDoor
         self.stop_event = stop_event
+        self.fence: Any = None  # harepl.runtime.fence.config.FenceRunner, when devices are configured
+        self.fence_seen: dict[str, tuple[int, int]] = {}  # node -> its lease when its fence began
         t = cfg.timing
         # how long a commit may take before we call the store unavailable this round
         self.commit_timeout_s = max(0.2, min(t.loop_s, t.lease_local_s / 2))
@@ -458,6 +461,42 @@ class RuntimeEnv:
             return False
         return bool(res.get("ok"))
 
+    # --- fence devices (CRM master; harepl/runtime/fence/) ----------------------------------------
+    def fence_device_levels(self, node: str) -> int:
+        fence = self.ctx.fence
+        return len(fence.levels(node)) if fence is not None else 0
+
+    def fence_device(self, node: str, level: int) -> DeviceResult | None:
+        ctx = self.ctx
+        if ctx.fence is None:
+            return DeviceResult(False, "no fence devices configured on this node (fence.config)")
+        if level == 0 and not ctx.fence.busy(node, level):
+            # the lease as it is before any device acts: a confirmed off takes it by CAS on this
+            ctx.observe()
+            _holder, epoch, seq, _age = ctx.lease_seen(C.agent_lease(node))
+            ctx.fence_seen[node] = (epoch, seq)
+        return ctx.fence.attempt(node, level)  # type: ignore[no-any-return]
+
+    def take_fenced_node_lease(self, node: str) -> bool | None:
+        ctx = self.ctx
+        name = C.agent_lease(node)
+        seen = ctx.fence_seen.get(node)
+        if seen is None or not self.quorate():
+            return None
+        try:
+            res = ctx.client.submit(C.lease_acquire(name, ctx.node, seen[0], seen[1]), ctx.commit_timeout_s)
+        except StoreUnavailableError as exc:
+            self._log("warn", f"lease '{name}' not committed: {exc}")
+            return None
+        del ctx.fence_seen[node]
+        ctx.observe()
+        if res.get("ok"):
+            self._log("info", f"got lock '{name}' (epoch {res['epoch']}) - node '{node}' confirmed off by its "
+                              "fence device")
+            return True
+        self._log("err", f"lease '{name}' not taken after its fence: {res.get('error') or res}")
+        return False
+
     # --- watchdog (LRM only) -----------------------------------------------------------------
     def watchdog_open(self) -> WatchdogHandle:
         self.ctx.watchdog.open()
@@ -589,7 +628,6 @@ class RuntimeEnv:
         from harepl.core.placement import configured_service_stats
 
         return configured_service_stats(self.read_service_config())  # type: ignore[arg-type]
-
 
     def read_crm_commands(self) -> list[str]:
         queued = self._read(reads.crm_commands)

@@ -106,7 +106,8 @@ class Lab:
         return int(pid) if pid else None
 
     # --- creation ---------------------------------------------------------------------
-    def create(self, n_nodes: int, profile: str, timing_overrides: dict[str, float] | None = None) -> None:
+    def create(self, n_nodes: int, profile: str, timing_overrides: dict[str, float] | None = None,
+               fence_device: str | None = None) -> None:
         if n_nodes < 1:
             raise LabError("--nodes must be at least 1")
         if self._file.exists():
@@ -127,6 +128,8 @@ class Lab:
         os.chmod(secret_file, 0o600)
         self.state = {"profile": profile, "nodes": [{"name": nm, "raft_port": p} for nm, p in zip(names, ports, strict=True)],
                       "pids": {}, "timing": dict(timing_overrides or {})}
+        if fence_device is not None:
+            self._create_bmcs(fence_device, names)
         for node in self.nodes:
             node.dir.mkdir(exist_ok=True)
             os.chmod(node.dir, 0o700)
@@ -147,7 +150,39 @@ class Lab:
         lines += ["[api]", 'socket = "api.sock"', "", "[timing]", f'profile = "{profile}"']
         lines += [f"{k} = {v!r}" for k, v in sorted(overrides.items())]
         lines += ["", "[watchdog]", 'backend = "process"', ""]
+        if self.state.get("fence"):
+            lines += ["[fence]", 'config = "../fence.cfg"', ""]
         return "\n".join(lines)
+
+    # --- fence devices (`harepl lab up --fence-device ipmi`) ----------------------------
+    def _create_bmcs(self, kind: str, names: list[str]) -> None:
+        """One real IPMI BMC (ipmi_sim) per node, and the fence.cfg (0600) that drives
+        them with fence_ipmilan; the BMC's power-off is this lab's `kill` of the node."""
+        from harepl.runtime.fence.bmc import LabBmc
+
+        if kind != "ipmi":
+            raise LabError(f"unknown fence device kind {kind!r} (ipmi)")
+        password = secrets.token_urlsafe(12)
+        ports = _free_udp_ports(len(names))
+        self.state["fence"] = {"kind": kind, "ports": dict(zip(names, ports, strict=True))}
+        text = "# harepl lab: one IPMI BMC (ipmi_sim) per node\n"
+        for name, port in zip(names, ports, strict=True):
+            bmc = LabBmc(self.dir, name, port, password)
+            bmc.write()
+            text += bmc.device_line()
+        fd = os.open(self.dir / "fence.cfg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+
+    def bmcs(self) -> list[Any]:
+        from harepl.runtime.fence.bmc import LabBmc
+
+        ports = self.state.get("fence", {}).get("ports", {})
+        return [LabBmc(self.dir, name, int(port), "") for name, port in sorted(ports.items())]
+
+    def start_bmcs(self) -> None:
+        for bmc in self.bmcs():
+            bmc.start()
 
     # --- processes --------------------------------------------------------------------
     def running(self) -> list[str]:
@@ -237,6 +272,8 @@ class Lab:
             left += cgroup.kill_node_tree(node.name, node.marker)
             if left:
                 raise LabError(f"{node.name}: processes survived SIGKILL: {left}")
+        for bmc in self.bmcs():
+            bmc.stop()
         self.state["pids"] = {}
         self._save()
         return was
@@ -346,17 +383,33 @@ class Lab:
 
 
 def up(directory: Path, n_nodes: int, profile: str, timeout_s: float = 60.0,
-       timing_overrides: dict[str, float] | None = None) -> Lab:
+       timing_overrides: dict[str, float] | None = None, fence_device: str | None = None) -> Lab:
     lab = Lab(directory)
-    lab.create(n_nodes, profile, timing_overrides)
+    lab.create(n_nodes, profile, timing_overrides, fence_device)
     try:
+        lab.start_bmcs()
         for node in lab.nodes:
             lab.start(node.name)
         lab.wait_quorate(timeout_s=timeout_s)
+        if fence_device is not None:  # the devices are configured: use them, the watchdog as fallback
+            lab._api(lab.nodes[0].name).request("PUT", "/cluster/options", {"ha": "fencing=both"})
     except BaseException:
         lab.down()
         raise
     return lab
+
+
+def _free_udp_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _free_ports(n: int) -> list[int]:

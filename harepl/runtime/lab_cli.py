@@ -33,11 +33,13 @@ def lab() -> None:
 @click.option("--profile", type=click.Choice(["default", "fast"]), default="fast", show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds to wait for a quorate cluster.")
-def up_cmd(n_nodes: int, directory: Path, profile: str, timeout_s: float) -> None:
+@click.option("--fence-device", type=click.Choice(["ipmi"]), default=None,
+              help="One real IPMI BMC (ipmi_sim) per node, driven by fence_ipmilan; sets fencing = both.")
+def up_cmd(n_nodes: int, directory: Path, profile: str, timeout_s: float, fence_device: str | None) -> None:
     """Start N daemons in the background; return once the cluster is quorate."""
 
     def action() -> None:
-        lab_ = up(directory, n_nodes, profile, timeout_s=timeout_s)
+        lab_ = up(directory, n_nodes, profile, timeout_s=timeout_s, fence_device=fence_device)
         click.echo(f"lab up: {len(lab_.nodes)} nodes in {lab_.dir} (profile {profile})")
         for node in lab_.nodes:
             click.echo(f"  {node.name}: pid {lab_.pid(node.name)}, raft 127.0.0.1:{node.raft_port}, "

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from harepl.core.config import parse_groups, parse_rules
+from harepl.core.fencing import DeviceResult
 from harepl.core.types import (
     DatacenterConfig,
     GroupConfig,
@@ -23,7 +24,7 @@ from harepl.core.types import (
 )
 from harepl.roles.env import ResourceAgent, StaleLeaseError, StoreUnavailableError
 from harepl.sim.agents import FailingResource, SimResource, decode_fail_id
-from harepl.sim.hardware import CFS_ERROR, InvariantBroken
+from harepl.sim.hardware import CFS_ERROR, InvariantBroken, Lease
 
 if TYPE_CHECKING:
     from harepl.sim.runner import Simulation
@@ -388,3 +389,50 @@ class SimEnv:
                 self._polled_once.add(handle)
                 return None
         return self._results.pop(handle, None)
+
+    # --- simulated fence devices (issue 10; the decisions are core/fencing.py) -------------------
+    # `sim.fence_devices`: node -> one behaviour per level: "ok" (powers the node off, then
+    # confirms), "fail", "timeout" (answers nothing for 3 polls, then fails), "lie" (confirms
+    # off and powers nothing off). An attempt answers on the poll after it started, as the
+    # runtime's background agents do. Without it (every stored scenario) no node has devices.
+    def fence_device_levels(self, node: str) -> int:
+        return len(getattr(self.sim, "fence_devices", {}).get(node, ()))
+
+    def fence_device(self, node: str, level: int) -> DeviceResult | None:
+        kinds = getattr(self.sim, "fence_devices", {}).get(node, ())
+        if level >= len(kinds):
+            return DeviceResult(False, f"no fence device level {level + 1} for node '{node}'")
+        attempts: dict[tuple[str, int], int] = self.sim.__dict__.setdefault("fence_attempts", {})
+        polls = attempts.get((node, level), -1) + 1
+        if polls == 0 and level == 0:
+            lease = self.hw.leases.get(f"ha_agent_{node}_lock")
+            self.sim.__dict__.setdefault("fence_seen", {})[node] = (lease.epoch, lease.time) if lease else None
+        kind = kinds[level]
+        if polls < (3 if kind == "timeout" else 1):
+            attempts[(node, level)] = polls
+            if polls == 0:
+                self.log("info", f"fence device {node}:{level + 1} ({kind}): off")
+            return None
+        attempts.pop((node, level), None)
+        if kind == "ok":
+            self.sim.hardware_cmd(f"power {node} off", "fence")
+            return DeviceResult(True, f"sim device {node}:{level + 1}: off confirmed")
+        if kind == "lie":
+            return DeviceResult(True, f"sim device {node}:{level + 1}: off confirmed (it lies)")
+        return DeviceResult(False, f"sim device {node}:{level + 1}: {'timed out' if kind == 'timeout' else 'failed'}")
+
+    def take_fenced_node_lease(self, node: str) -> bool | None:
+        if self._lock_blocked() or not self.quorate():
+            return None
+        name = f"ha_agent_{node}_lock"
+        lease = self.hw.leases.get(name)
+        if getattr(self.sim, "fence_seen", {}).pop(node, "none") != ((lease.epoch, lease.time) if lease else None):
+            self.log("err", f"lease '{name}' changed since its fence began - not taken")
+            return False
+        hw = self.hw
+        hw.epoch_counter += 1
+        hw._check_fence(name, self.node)
+        hw.lease_taken[name] = self.cur_time
+        hw.leases[name] = Lease(self.node, self.cur_time, hw.epoch_counter)
+        self.log("info", f"got lock '{name}' (node '{node}' confirmed off by its fence device)")
+        return True

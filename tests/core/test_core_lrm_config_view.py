@@ -132,3 +132,11 @@ def test_status_view_an_lrm_that_cannot_arm_its_watchdog() -> None:
         "service vm:101 (node1, start pending: its lrm cannot arm the watchdog)",
         "service vm:102 (node2, started)",
     ]
+
+
+def test_status_view_shows_what_fence_devices_did() -> None:
+    lines = format_status(True, {"master_node": "node1", "timestamp": 1, "node_status": {"node2": "fence"},
+                                 "fence_status": {"node2": "every fence device failed 2 time(s) (x) - retrying, "
+                                                           "level 1"}},
+                          {}, {}, fmt_time=lambda t: "T")
+    assert "fence node2 (every fence device failed 2 time(s) (x) - retrying, level 1)" in lines

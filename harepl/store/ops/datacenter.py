@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from harepl.core.fencing import FENCING_MODES
 from harepl.core.vocabulary import CRS_MODES, SHUTDOWN_POLICIES
 
 from .. import reads
@@ -118,6 +119,8 @@ DC_OPTIONS_V3["crs"].update({
     "ha-auto-rebalance-threshold": _ratio(0.0, None),
     "ha-auto-rebalance-margin": _ratio(0.0, 1.0),
 })
+# Proxmox's `fencing` datacenter option (issue 10, harepl/core/fencing.py): watchdog | hardware | both
+DC_OPTIONS_V3["ha"]["fencing"] = choice(*FENCING_MODES)
 
 
 def _check_in(table: dict[str, dict[str, Check]], section: str, key: str, value: Any) -> Any:
