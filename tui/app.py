@@ -149,7 +149,7 @@ class HareplApp(AskMixin, App[None]):
         self.set_status(self.status_line, "info")
         self.services_table.focus()
         self.action_refresh()
-        self.set_interval(self.interval_s, self.action_refresh)
+        self.refresh_timer = self.set_interval(self.interval_s, self.action_refresh)
         self.set_interval(FOLLOW_POLL_S, self._poll_follows)
         self._drawn = True
         self.sim_mount()
@@ -178,7 +178,7 @@ class HareplApp(AskMixin, App[None]):
 
     def show_health(self) -> None:
         self.health.show(self.snapshot, self.problem, time.time() if self.source.kind == "live" else None,
-                         self.source.health_label(self.snapshot))
+                         self.source.health_label(self.snapshot), self.read_only)
 
     def watch_problem(self, _old: str | None, _new: str | None) -> None:
         if self._drawn:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui.words import event_mentions, format_age, priorities, with_symbol
+from tui.words import event_detail, event_mentions, format_age, priorities, with_symbol
 
 # Proxmox shows a status older than this as "old timestamp - dead?" (same value as the API)
 STALE_AFTER_S = 30.0
@@ -30,7 +30,7 @@ MOVING = frozenset({"migrate", "relocate", "request_start_balance"})
 class Snapshot:
     """One refresh: the API's answers, read one after the other (not one transaction)."""
 
-    status: list[dict[str, Any]]            # GET /status/current
+    status: list[dict[str, Any]]            # GET /status/current (not read by the TUI: kept empty)
     manager: dict[str, Any]                 # GET /status/manager_status
     nodes: list[dict[str, Any]]             # GET /nodes
     resources: list[dict[str, Any]]         # GET /resources
@@ -107,12 +107,16 @@ class Snapshot:
         return "armed" if state == "active" else "closed"
 
     def agent_failure(self, sid: str) -> str:
-        """The last failed agent action the LRMs report for `sid` (exit code, node)."""
-        for node, lrm in sorted(self.lrm_status.items()):
-            for result in (lrm.get("results") or {}).values():
-                if isinstance(result, dict) and result.get("sid") == sid and result.get("exit_code") not in (0, None):
-                    return f"exit {result['exit_code']} on {node}"
-        return "-"
+        """The failed agent action the LRMs report for `sid` (exit code, node)."""
+        failures = self.__dict__.get("_failures")
+        if failures is None:        # once per snapshot: one pass over every LRM's results
+            failures = {}
+            for node, lrm in sorted(self.lrm_status.items(), reverse=True):
+                for result in (lrm.get("results") or {}).values():
+                    if isinstance(result, dict) and result.get("exit_code") not in (0, None):
+                        failures[result.get("sid")] = f"exit {result['exit_code']} on {node}"
+            object.__setattr__(self, "_failures", failures)
+        return str(failures.get(sid, "-"))
 
 
 # ---------------------------------------------------------------- health bar
@@ -240,14 +244,16 @@ def change_reason(old: Snapshot, new: Snapshot, sid: str, before: dict[str, Any]
             return f"recovered from {node}"
         return f"moved from {node}"
     if state in ("fence", "recovery"):
-        return f"{node} {new.node_state(str(node)) or 'lost'}"
+        node_state = new.node_state(str(node)) or "lost"
+        return f"{node} {({'fence': 'fenced', 'unknown': 'unreachable'}).get(node_state, node_state)}"
     if state in MOVING:
         return f"{str(state).split('_', 1)[0]} asked"
     if state == "error":
         failure = new.agent_failure(sid)
         return failure if failure != "-" else "agent action failed"
     if state == "freeze":
-        return "node shutting down or HA disarmed"
+        disarm = new.manager_status.get("disarm") or {}
+        return f"HA disarmed ({disarm.get('mode', '?')})" if disarm else f"{node} shutting down"
     old_req = (old.resource(sid) or {}).get("state")
     new_req = (new.resource(sid) or {}).get("state")
     if old_req != new_req:
@@ -380,7 +386,8 @@ class EventLog:
             if event.get("op") in STATUS_OPS and event.get("ok", True):
                 self.status_writes += 1
                 continue
-            self.kept.append({**event, "key": f"seq-{seq}"})
+            # the detail parsed once here, not on every redraw that filters the history
+            self.kept.append({**event, "detail": event_detail(event), "key": f"seq-{seq}"})
             added += 1
         self.version += added > 0
         return added

@@ -26,12 +26,15 @@ class HealthBar(Static):
     plain = ""
 
     def show(self, snap: model.Snapshot | None, problem: str | None = None, now_s: float | None = None,
-             source: str | None = None) -> None:
-        self._args = (snap, problem, now_s, source)
+             source: str | None = None, read_only: bool = False) -> None:
+        self._args = (snap, problem, now_s, source, read_only)
         width = self.size.width - 2 if self.size.width else 10_000
         text = Text()
         for compact in (False, True):
             text = self._line(snap, problem, now_s, source, compact)
+            if read_only:
+                text = Text.assemble(("READ-ONLY", "bold black on yellow"), " ", text, no_wrap=True,
+                                     overflow="ellipsis")
             if snap is None or text.cell_len <= width:
                 break
         self.plain = text.plain
