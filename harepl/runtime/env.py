@@ -356,12 +356,21 @@ class RuntimeEnv:
             extra = {}
         if extra:  # after a membership change the committed node list wins (runtime/membership.py)
             members = []
-        for node in sorted(set(members) | set(extra)):
+        nodes = sorted(set(members) | set(extra))
+        seen = {node: self.ctx.lease_seen(C.agent_lease(node)) for node in nodes}
+        # Missed renewals count only while other renewals commit: the freshest lease change
+        # of any node (ours too) is the store's own progress, so a Raft leader change or a
+        # stalled store, during which no lease changes, never makes a node look dead (a
+        # node in 'fence' may be powered off at once by its fence device, issue 10).
+        ages = [age for holder, _e, _s, age in seen.values() if holder is not None and age is not None]
+        progress = min(ages) if ages else 0.0
+        for node in nodes:
             if node == self.ctx.node:
                 online = quorate
             else:
-                holder, _e, _s, age = self.ctx.lease_seen(C.agent_lease(node))
-                online = quorate and holder == node and age is not None and age < self.ctx.online_window_s
+                holder, _e, _s, age = seen[node]
+                online = quorate and holder == node and age is not None and \
+                    age - progress < self.ctx.online_window_s
             info[node] = {"online": online}
         return info, quorate
 
