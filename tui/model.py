@@ -83,10 +83,15 @@ class Snapshot:
     def fencing(self) -> tuple[str, str]:
         """('armed'|'disarming'|'disarmed', words): Proxmox's disarm-ha state."""
         disarm = self.manager_status.get("disarm") or {}
+        how = str(((self.manager.get("datacenter") or {}).get("ha") or {}).get("fencing") or "watchdog")
         if not disarm:
-            return "armed", "fencing armed"
+            return "armed", "fencing armed" + ("" if how == "watchdog" else f" ({how})")
         state = str(disarm.get("state") or "disarmed")
         return state, f"fencing {state} (mode {disarm.get('mode', '?')})"
+
+    def fence_status(self) -> dict[str, str]:
+        """node -> what its fence devices did (hardware fencing only)."""
+        return {str(k): str(v) for k, v in (self.manager_status.get("fence_status") or {}).items()}
 
     def lrm_age(self, node: str) -> float | None:
         stamp = (self.lrm_status.get(node) or {}).get("timestamp")
@@ -97,6 +102,8 @@ class Snapshot:
         in state active holds its watchdog open (it is closed in every other state)."""
         if self.watchdog is not None:
             return self.watchdog.get(node, "closed")
+        if (self.lrm_status.get(node) or {}).get("watchdog_error"):
+            return "error"
         entry = next((n for n in self.nodes if n.get("node") == node), {})
         state = entry.get("lrm_state")
         if state is None:
@@ -134,6 +141,9 @@ def health_parts(snap: Snapshot, compact: bool = False) -> list[tuple[str, str]]
         states[state] = states.get(state, 0) + 1
     bad = sum(v for k, v in states.items() if k in ("error", "fence", "recovery"))
     fence_state, fence_words = snap.fencing()
+    devices = snap.fence_status()
+    if devices:
+        fence_words += "; " + "; ".join(f"{n}: {t}" for n, t in sorted(devices.items()))
     nodes_kind = "ok" if names and online == len(names) else "bad" if fenced else "warn"
     if compact:
         return [

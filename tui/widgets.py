@@ -117,6 +117,10 @@ def detail_text(sid: str | None, snap: model.Snapshot | None, events: list[dict[
         text.append(f"  {STATUS_WORDS.get(key, key):<14}", style="bold")
         text.append(f"{shown}\n")
     failure = snap.agent_failure(sid)
+    node_entry = snap.lrm_status.get(str(status.get("node"))) or {}
+    if node_entry.get("watchdog_error"):
+        text.append(f"  {'watchdog':<14}", style="bold")
+        text.append(f"cannot arm on {status.get('node')}: {plain(node_entry['watchdog_error'])}\n", style="red")
     text.append(f"  {'agent failure':<14}", style="bold")
     text.append(f"{failure}\n", style="red" if failure != "-" else "")
     if change is not None:

@@ -51,6 +51,12 @@ def test_health_bar() -> None:
     assert model.health_parts(lost)[0] == ("✖ NO QUORUM on n1", "bad")
     disarmed = snap(manager_status={"master_node": "n1", "disarm": {"mode": "freeze", "state": "disarmed"}})
     assert model.health_parts(disarmed)[3] == ("fencing disarmed (mode freeze)", "warn")
+    devices = snap(datacenter={"ha": {"fencing": "both"}},
+                   manager_status={"master_node": "n1", "fence_status": {"n2": "off confirmed by ipmi"}})
+    assert model.health_parts(devices)[3] == ("fencing armed (both); n2: off confirmed by ipmi", "ok")
+    no_watchdog = snap(lrm_status={"n1": {"mode": "active", "state": "active", "timestamp": 1009.0,
+                                          "watchdog_error": "no /dev/watchdog"}})
+    assert no_watchdog.watchdog_of("n1") == "error"
 
 
 def test_words() -> None:
