@@ -43,6 +43,12 @@ SNAPSHOT = "snapshot write"
 _TROUBLED: weakref.WeakSet[DiskState] = weakref.WeakSet()
 
 
+#: a full disk that frees a few blocks (our own journal truncation does) lets a write
+#: through and fails the next: a failure this soon after "writable again" is the same
+#: episode (one critical line per episode, a warning for the flap)
+SETTLED_S = 10.0
+
+
 class DiskState:
     """Which writes of one data directory fail now; one log line when that starts, one
     when it ends (not one per failed write)."""
@@ -51,6 +57,7 @@ class DiskState:
         self.where = where
         self.failing: dict[str, str] = {}
         self.since: float | None = None
+        self.writable_at: float | None = None  # when it last became writable again
         self.episodes = 0
 
     @property
@@ -63,9 +70,13 @@ class DiskState:
         first = not self.failing
         self.failing[what] = text
         if first:
-            self.since = time.monotonic()
-            self.episodes += 1
+            self.since = now = time.monotonic()
             _TROUBLED.add(self)
+            if self.writable_at is not None and now - self.writable_at < SETTLED_S:
+                log.warning("store: %s full again %.1f s after it was writable (%s: %s)", self.where,
+                            now - self.writable_at, what, text)
+                return
+            self.episodes += 1
             kind = "disk full" if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) \
                 else "cannot write"
             log.critical("store: %s: cannot write %s (%s: %s); this member acknowledges nothing it has not "
@@ -84,7 +95,8 @@ class DiskState:
             self.failing.pop(what, None)
         if not self.failing:
             _TROUBLED.discard(self)
-            took = time.monotonic() - (self.since or time.monotonic())
+            self.writable_at = time.monotonic()
+            took = self.writable_at - (self.since or self.writable_at)
             self.since = None
             log.warning("store: %s writable again after %.1f s: everything this member acknowledges is on "
                         "disk again, it takes part in the cluster again", self.where, took)
