@@ -113,6 +113,30 @@ class StopScreen(ModalScreen[int | None]):
         self.dismiss(None)
 
 
+class PathScreen(ModalScreen[str | None]):
+    """Ask for a path (simulation mode: where to save the scenario folder)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, default: str) -> None:
+        super().__init__()
+        self.question, self.default = question, default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, id="question")
+            yield Input(value=self.default, id="path")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ServiceScreen(Screen[None]):
     """One service in full: config, CRM status, its history; the action keys act on it."""
 
@@ -272,7 +296,8 @@ class HelpScreen(ModalScreen[None]):
           ("n", "node maintenance: the node from a list")]),
     ]
     SIM_KEYS = ("Simulation", [("Space", "run / pause the clock"), (".", "one round"),
-                               ("p", "power a node off or on"), ("w", "cut or restore a node's network")])
+                               ("p", "power a node off or on"), ("w", "cut or restore a node's network"),
+                               ("S", "save as scenario folder")])
 
     def __init__(self, sim: bool = False, read_only: bool = False) -> None:
         super().__init__()

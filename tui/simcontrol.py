@@ -8,6 +8,8 @@ it does for a live cluster.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import work
 from textual.binding import Binding
 from textual.message import Message
@@ -32,6 +34,7 @@ class SimApp(HareplApp):
         Binding("full_stop", "sim('step')", "Step"),
         Binding("p", "sim('power')", "Power"),
         Binding("w", "sim('network')", "Net"),
+        Binding("S", "sim('save')", "Save", show=False),
     ]
 
     running: reactive[bool] = reactive(False)
@@ -80,6 +83,22 @@ class SimApp(HareplApp):
         elif what == "step":
             self.running = False
             self.step_clock(1)
+        elif what == "save":
+            from tui.screens import PathScreen
+
+            default = f"{self.sim.folder or 'scenario'}-t{int(self.sim.now)}"
+
+            def chosen(path: str | None) -> None:
+                if not path:
+                    return
+                try:
+                    written = self.sim.save(Path(path))
+                except OSError as exc:
+                    self.set_status(f"save as scenario folder failed: {exc.strerror}: {exc.filename}", "error")
+                    return
+                self.set_status(f"saved t={self.sim.now:.1f}s as scenario folder {path} ({', '.join(written)})", "ok")
+
+            self.push_screen(PathScreen("Save the simulation as a scenario folder:", default), chosen)
         elif what in ("power", "network"):
             if self._refuse_read_only(f"{what} switch"):
                 return

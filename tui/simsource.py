@@ -12,6 +12,7 @@ enable-node-maintenance`, ...), refused as the API would (404, 409, 503 no quoru
 from __future__ import annotations
 
 import copy
+import json
 import re
 import threading
 from collections import deque
@@ -48,8 +49,11 @@ class SimSource(DataSource):
         # their first command batch instead, which works too)
         for node, hw in sorted(self.sim.hw.nodes.items()):
             if hw.power == "on" and self.sim.roles[node].crm is None:
+                network = hw.network
                 hw.power = "off"
                 self.sim.hardware_cmd(f"power {node} on", "scenario")
+                if network == "off":        # powering on connects it: cut again as saved
+                    self.sim.hardware_cmd(f"network {node} off", "scenario")
 
     @classmethod
     def from_folder(cls, folder: Path, profile: str = "default") -> SimSource:
@@ -103,6 +107,32 @@ class SimSource(DataSource):
                 else:
                     sim.hardware_cmd(cmd, "cmdlist")
         sim.round_count += 1
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the simulation as it is now as a scenario folder (Proxmox's format): the
+        hardware switches, the services, the CRM's status, groups, rules, datacenter
+        settings and the commands not run yet. `harepl tui --sim` or `harepl sim run`
+        opens it. Returns the files written."""
+        with self._lock:
+            hw = self.sim.hw
+            folder.mkdir(parents=True, exist_ok=True)
+            files: dict[str, str] = {
+                "hardware_status": json.dumps({n: {"power": h.power, "network": h.network}
+                                               for n, h in sorted(hw.nodes.items())}, indent=1),
+                "service_config": json.dumps(hw.raw_service_config, indent=1, sort_keys=True),
+                "manager_status": json.dumps(hw.manager_status, indent=1, sort_keys=True),
+                "datacenter.cfg": json.dumps(hw.datacenter, indent=1, sort_keys=True),
+                "cmdlist": json.dumps(self.sim.cmdlist, indent=1),
+            }
+            for name, value in (("groups", hw.groups), ("rules_config", hw.rules)):
+                if isinstance(value, str):
+                    if value:
+                        files[name] = value
+                elif value:
+                    files[name] = json.dumps(value, indent=1, sort_keys=True)
+            for name, text in files.items():
+                (folder / name).write_text(text + ("" if text.endswith("\n") else "\n"))
+            return sorted(files)
 
     def hardware(self, cmd: str) -> None:
         """A hardware switch: `power NODE on|off`, `network NODE on|off`."""

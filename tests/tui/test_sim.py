@@ -144,3 +144,24 @@ def test_cli_sim_option() -> None:
     assert "--sim" in result.output and "--read-only" in result.output
     result = runner.invoke(cli, ["tui", "--sim", "/nonexistent-scenario"])
     assert result.exit_code == 2 and "not a directory" in result.output and "Traceback" not in result.output
+
+
+def test_save_as_scenario_folder(tmp_path: Path) -> None:
+    async def go() -> None:
+        app = sim_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await rounds(pilot, 20)
+            app.sim.hardware("network node2 off")
+            await rounds(pilot, 5)
+            await pilot.press("S")
+            box = app.screen.query_one("#path")
+            box.value = str(tmp_path / "saved")                        # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await settle(pilot)
+            assert status(app).plain.startswith(f"saved t={app.sim.now:.1f}s as scenario folder {tmp_path / 'saved'}")
+    run(go())
+    reopened = SimSource.from_folder(tmp_path / "saved", "default")
+    assert reopened.sim.hw.nodes["node2"].network == "off"
+    assert set(reopened.sim.hw.service_config) == {"vm:101", "vm:102", "ct:103", "vm:104"}
+    reopened.step(5)
+    assert reopened.fetch().master_node == "node1"
