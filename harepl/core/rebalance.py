@@ -154,22 +154,69 @@ def best_migration(
     (Proxmox's relative change, ha-auto-rebalance-margin)."""
     nodes = sorted(online)
     running = {sid: sd["node"] for sid, sd in ss.items() if sd["state"] == "started" and sd["node"] in nodes}
-    before = imbalance(node_loads(running, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
-    candidates: list[tuple[Migration, dict[str, str]]] = []
+    # each node's CPU and memory once; a candidate changes only its source and target
+    # (so a round costs candidates x nodes, not candidates x services)
+    cpu = {n: 0.0 for n in nodes}
+    mem = {n: 0.0 for n in nodes}
+
+    def weight(sid: str, node: str) -> tuple[float, float]:
+        st = service_stats.get(sid, {})
+        c = float(st.get("maxcpu", 0.0))
+        return (float(node_stats[node]["maxcpu"]) if (c == 0 and zero_cpu_is_unlimited) else c,
+                float(st.get("maxmem", 0.0)))
+
+    for sid, node in running.items():
+        c, w = weight(sid, node)
+        cpu[node] += c
+        mem[node] += w
+
+    def fractions(cpus: Mapping[str, float], mems: Mapping[str, float]) -> tuple[list[float], list[float]]:
+        return ([cpus[n] / float(node_stats[n]["maxcpu"]) for n in nodes],
+                [mems[n] / float(node_stats[n]["maxmem"]) for n in nodes])
+
+    def level(cpus: Mapping[str, float], mems: Mapping[str, float]) -> float:
+        cf, mf = fractions(cpus, mems)
+        return imbalance({n: (cf[i] + mf[i]) / 2 for i, n in enumerate(nodes)})
+
+    before = level(cpu, mem)
+    # the imbalance after a move from its sums: only the source's and the target's load change
+    load = {n: (cpu[n] / float(node_stats[n]["maxcpu"]) + mem[n] / float(node_stats[n]["maxmem"])) / 2
+            for n in nodes}
+    k = len(nodes)
+    s1 = sum(load.values())
+    s2 = sum(x * x for x in load.values())
+    candidates: list[tuple[Migration, tuple[str, str, tuple[str, ...]]]] = []
     for _leader, bundle, targets in migration_candidates(ss, nodes, compiled):
+        source = running[bundle[0]]
         for target in targets:
-            moved = dict(running)
-            for m in bundle:
-                moved[m] = target
-            after = imbalance(node_loads(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited))
-            candidates.append((Migration(tuple(bundle), target, before, after), moved))
+            changed = {}
+            for n in (source, target):
+                c_n, m_n = cpu[n], mem[n]
+                for member in bundle:
+                    c, w = weight(member, n)
+                    sign = -1.0 if n == source else 1.0
+                    c_n += sign * c
+                    m_n += sign * w
+                changed[n] = (c_n / float(node_stats[n]["maxcpu"]) + m_n / float(node_stats[n]["maxmem"])) / 2
+            t1 = s1 - load[source] - load[target] + changed[source] + changed[target]
+            t2 = s2 - load[source] ** 2 - load[target] ** 2 + changed[source] ** 2 + changed[target] ** 2
+            mean = t1 / k
+            after = (max(t2 / k - mean * mean, 0.0) ** 0.5 / mean) if mean > 0 else 0.0
+            candidates.append((Migration(tuple(bundle), target, before, after), (source, target, tuple(bundle))))
     if not candidates or before <= 0:
         return None
     if method == "topsis":
         rows: list[tuple[float, ...]] = []
-        for _, moved in candidates:
-            cpus, mems = node_fractions(moved, nodes, node_stats, service_stats, zero_cpu_is_unlimited)
-            k = len(nodes)
+        for _, (source, target, members) in candidates:
+            moved_cpu, moved_mem = dict(cpu), dict(mem)
+            for member in members:
+                c, w = weight(member, source)
+                moved_cpu[source] -= c
+                moved_mem[source] -= w
+                c, w = weight(member, target)
+                moved_cpu[target] += c
+                moved_mem[target] += w
+            cpus, mems = fractions(moved_cpu, moved_mem)
             rows.append((1 + (sum(c * c for c in cpus) / k) ** 0.5, 1 + max(cpus),
                          1 + (sum(x * x for x in mems) / k) ** 0.5, 1 + max(mems)))
         scores = topsis_scores(rows, (1.0, 2.0, 5.0, 10.0))
