@@ -86,6 +86,8 @@ class HareplApp(AskMixin, App[None]):
         Binding("n", "maintenance", "Node"),
         Binding("h", "history", "History"),
         Binding("c", "config", "Groups/rules", show=False),
+        Binding("o", "sort(1)", "Sort", show=False),
+        Binding("O", "sort(-1)", "Sort back", show=False),
         Binding("space", "sim('run')", "Run/pause", show=False),
         Binding("full_stop", "sim('step')", "Step", show=False),
         Binding("p", "sim('power')", "Power", show=False),
@@ -95,6 +97,8 @@ class HareplApp(AskMixin, App[None]):
     problem: reactive[str | None] = reactive(None)
     filter_text: reactive[str] = reactive("")
     read_only: reactive[bool] = reactive(False)
+    sort_column: reactive[int] = reactive(0)        # index in SERVICE_COLUMNS (0: sid)
+    sort_reverse: reactive[bool] = reactive(False)
 
     def __init__(self, source: DataSource, interval_s: float = 2.0, read_only: bool = False) -> None:
         super().__init__()
@@ -157,7 +161,7 @@ class HareplApp(AskMixin, App[None]):
     def sim_mount(self) -> None:
         """Simulation mode adds its clock (tui.simcontrol); nothing for a live cluster."""
 
-    MAIN_SCREEN_ACTIONS = frozenset({"act", "maintenance", "filter", "history", "config", "sim", "help"})
+    MAIN_SCREEN_ACTIONS = frozenset({"act", "maintenance", "filter", "history", "config", "sim", "help", "sort"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # main screen actions: not from a dialog or another screen (they would act on a
@@ -307,10 +311,39 @@ class HareplApp(AskMixin, App[None]):
         if self.snapshot is None:
             return
         every = self._all_services
-        shown = model.filter_rows(every, self.filter_text)
+        shown = model.sort_rows(model.filter_rows(every, self.filter_text), self.sort_column, self.sort_reverse)
         self.fill_table(self.services_table, shown, model.SERVICE_STATE_COLUMNS)
-        self.services_title.update("Services" if not self.filter_text.strip() else (
-            f"Services (filter '{self.filter_text.strip()}': {len(shown)} of {len(every)}; / to change)"))
+        title = "Services"
+        if self.filter_text.strip():
+            title += f" (filter '{self.filter_text.strip()}': {len(shown)} of {len(every)}; / to change)"
+        if self.sort_column or self.sort_reverse:
+            title += (f" sorted by {model.SERVICE_COLUMNS[self.sort_column]}"
+                      f"{' descending' if self.sort_reverse else ''} (o/O; click a header)")
+        self.services_title.update(title)
+
+    # ------------------------------------------------------------ sort
+
+    def action_sort(self, step: int) -> None:
+        """o: sort by the next column; O: the same column the other way round."""
+        if step > 0:
+            self.sort_column = (self.sort_column + 1) % len(model.SERVICE_COLUMNS)
+        else:
+            self.sort_reverse = not self.sort_reverse
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table.id == "services":
+            if event.column_index == self.sort_column:
+                self.sort_reverse = not self.sort_reverse
+            else:
+                self.sort_column, self.sort_reverse = event.column_index, False
+
+    def watch_sort_column(self) -> None:
+        if self._drawn:
+            self._fill_services()
+
+    def watch_sort_reverse(self) -> None:
+        if self._drawn:
+            self._fill_services()
 
     # ------------------------------------------------------------ filter
 

@@ -313,6 +313,21 @@ def service_rows(snap: Snapshot, changes: dict[str, Change] | None = None) -> Ro
     return rows
 
 
+def sort_rows(rows: Rows, column: int, reverse: bool = False) -> Rows:
+    """Rows by one column's value (the state word without its symbol), then by key."""
+    if column == 0 and not reverse:
+        return rows
+
+    def key(row: tuple[str, tuple[str, ...]]) -> tuple[str, str]:
+        value = row[1][column] if column < len(row[1]) else ""
+        words = value.split(" ", 1)
+        if len(words) == 2 and len(words[0]) == 1 and not words[0].isalnum():
+            value = words[1]
+        return value, row[0]
+
+    return sorted(rows, key=key, reverse=reverse)
+
+
 def filter_rows(rows: Rows, text: str) -> Rows:
     """Rows where every word of `text` appears in some cell (case-insensitive)."""
     words = text.lower().split()

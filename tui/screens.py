@@ -287,6 +287,7 @@ class HelpScreen(ModalScreen[None]):
         ("Main screen", [("↑ ↓ / mouse", "select a service (Tab: the nodes table)"),
                          ("Enter", "the service in full (or the node's maintenance)"),
                          ("/", "filter services by words (Esc closes)"), ("g, F5", "refresh now"),
+                         ("o / O", "sort by the next column / the other way (or click a header)"),
                          ("h", "history in plain words"), ("c", "groups and rules"), ("?", "this help"),
                          ("q", "quit")]),
         ("Actions (confirmed with y, cancelled with n/Esc)",

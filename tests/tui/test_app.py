@@ -348,3 +348,28 @@ def test_main_screen_keys_do_nothing_in_dialogs_and_other_screens(api: LocalApi,
             assert {r["sid"] for r in client.get("/resources")} == {"exec:db", "exec:web"}
 
     run(go())
+
+
+def test_sort_services(api: LocalApi, client: ApiClient) -> None:
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert list(rows(app, "services")) == ["exec:db", "exec:web"]
+            await pilot.press("o", "o", "o")                 # sid -> requested -> CRM state -> node
+            assert app.sort_column == 3
+            assert list(rows(app, "services")) == ["exec:db", "exec:web"]      # node1, node2
+            await pilot.press("O")
+            assert list(rows(app, "services")) == ["exec:web", "exec:db"]
+            assert "sorted by node descending" in str(app.query_one("#services-title").render())
+            write_cluster(api, {"exec:web": {"state": "started", "node": "node2", "uid": "u1", "running": 1},
+                                "exec:db": {"state": "started", "node": "node3", "uid": "u2", "running": 1}})
+            await pilot.press("g")
+            await settle(pilot)
+            assert list(rows(app, "services")) == ["exec:db", "exec:web"]      # held across refreshes
+            await pilot.click("#services", offset=(2, 0))     # the mouse on the sid header
+            await settle(pilot)
+            assert app.sort_column == 0 and not app.sort_reverse
+            assert list(rows(app, "services")) == ["exec:db", "exec:web"]
+
+    run(go())
