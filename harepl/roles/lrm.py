@@ -52,6 +52,7 @@ class LRM:
         self.mode = "active"
         self.workers = Workers(env, policy)  # the resource commands: queued, running, results
         self.shutdown_request: float | None = None
+        self.shutdown_stops_all = False  # the shutdown stops every local service (not a restart)
         self.cluster_state_ok = False
         self.active_idle_rounds = 0
         self.watchdog: WatchdogHandle | None = None
@@ -110,17 +111,23 @@ class LRM:
         except StoreUnavailableError:
             policy = None
         decision = core.decide_shutdown(shutdown, reboot, policy, manual_maintenance=self.mode == "maintenance")
-        if decision.stop_all:
-            # always stop the local services on a node shutdown, reboot or poweroff
-            for sid in sorted(self.service_status):
-                if self.service_status[sid].get("node") == self.node:
-                    self.workers.queue(sid, None, "request_stop", {})
+        self.shutdown_stops_all = decision.stop_all
+        self._queue_shutdown_stops()
         for level, msg in decision.log:
             env.log(level, msg)
         self.mode = decision.mode
         self.shutdown_request = env.get_time()
         if not self._update_lrm_status():
             env.log("err", "unable to update lrm status file - not quorate?")
+
+    def _queue_shutdown_stops(self) -> None:
+        """A node shutdown, reboot or poweroff stops every local service (uid None: jobs
+        of the shutdown, not of the CRM)."""
+        if not self.shutdown_stops_all:
+            return
+        for sid in sorted(self.service_status):
+            if self.service_status[sid].get("node") == self.node:
+                self.workers.queue(sid, None, "request_stop", {})
 
     def _update_lrm_status(self) -> bool:
         env = self.env
@@ -250,6 +257,10 @@ class LRM:
         stopped, not_stopped = env.stop_all_services(deadline)
         # every job was dropped or waited for by the stop: none will report any more
         self.workers.drop_all()
+        # a shutdown in progress still needs its own stops: the emergency stop may not have
+        # confirmed them all, and if the lease returns the shutdown must not close the
+        # watchdog on a service still running (fuzz seed 3010146, a stop that hangs)
+        self._queue_shutdown_stops()
         self.estopped |= set(self.started_here()) & set(stopped)
         if env.node_lease_valid():
             env.log("notice", "lease back while stopping - services will be started again")
