@@ -206,19 +206,28 @@ def best_migration(
     if not candidates or before <= 0:
         return None
     if method == "topsis":
+        # per resource: the sum of squares and the three largest fractions (a move changes
+        # two nodes: the largest of the others is among the three)
+        cf, mf = fractions(cpu, mem)
+        base = {"cpu": dict(zip(nodes, cf, strict=True)), "mem": dict(zip(nodes, mf, strict=True))}
+        squares = {r: sum(x * x for x in base[r].values()) for r in base}
+        top3 = {r: sorted(base[r].items(), key=lambda item: -item[1])[:3] for r in base}
         rows: list[tuple[float, ...]] = []
         for _, (source, target, members) in candidates:
-            moved_cpu, moved_mem = dict(cpu), dict(mem)
+            new = {r: {source: base[r][source], target: base[r][target]} for r in base}
             for member in members:
                 c, w = weight(member, source)
-                moved_cpu[source] -= c
-                moved_mem[source] -= w
+                new["cpu"][source] -= c / float(node_stats[source]["maxcpu"])
+                new["mem"][source] -= w / float(node_stats[source]["maxmem"])
                 c, w = weight(member, target)
-                moved_cpu[target] += c
-                moved_mem[target] += w
-            cpus, mems = fractions(moved_cpu, moved_mem)
-            rows.append((1 + (sum(c * c for c in cpus) / k) ** 0.5, 1 + max(cpus),
-                         1 + (sum(x * x for x in mems) / k) ** 0.5, 1 + max(mems)))
+                new["cpu"][target] += c / float(node_stats[target]["maxcpu"])
+                new["mem"][target] += w / float(node_stats[target]["maxmem"])
+            row: list[float] = []
+            for r in ("cpu", "mem"):
+                sq = squares[r] - base[r][source] ** 2 - base[r][target] ** 2 + sum(x * x for x in new[r].values())
+                others = [x for n, x in top3[r] if n not in (source, target)]
+                row += [1 + (max(sq, 0.0) / k) ** 0.5, 1 + max([*others, *new[r].values()])]
+            rows.append(tuple(row))
         scores = topsis_scores(rows, (1.0, 2.0, 5.0, 10.0))
         best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))][0]
     else:
