@@ -147,6 +147,33 @@ def remove(sid: str) -> Action:
     return Action(f"remove {sid} from HA", "DELETE", f"/resources/{seg(sid)}", None, _gone(sid))
 
 
+def add(sid: str, node: str, state: str, params: dict[str, str]) -> Action:
+    """`ha-manager add SID --node NODE --state STATE [--command ...|--param K=V]`."""
+    body: dict[str, Any] = {"sid": sid, "node": node, "state": state}
+    if params:
+        body["params"] = params
+    expect = _reach_state(sid, "started" if state == "started" else "stopped") \
+        if state in ("started", "stopped", "disabled") else None
+    return Action(f"add {sid} on {node} ({state})", "POST", "/resources", body, expect)
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """'command=sleep 100' or 'k=v k2=v2': the agent's parameters. An exec: command is
+    everything after 'command=' (spaces included); raises ValueError with one line."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("command="):
+        return {"command": text[len("command="):].strip()}
+    out: dict[str, str] = {}
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise ValueError(f"'{word}' is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def _result_words(result: Any) -> str:
     if not isinstance(result, dict) or not result:
         return ""

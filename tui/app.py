@@ -84,6 +84,7 @@ class HareplApp(AskMixin, App[None]):
         Binding("s", "act('stop')", "Stop", show=False),
         Binding("x,delete", "act('remove')", "Remove", show=False),
         Binding("n", "maintenance", "Node"),
+        Binding("a", "add", "Add", show=False),
         Binding("h", "history", "History"),
         Binding("c", "config", "Groups/rules", show=False),
         Binding("o", "sort(1)", "Sort", show=False),
@@ -161,7 +162,7 @@ class HareplApp(AskMixin, App[None]):
     def sim_mount(self) -> None:
         """Simulation mode adds its clock (tui.simcontrol); nothing for a live cluster."""
 
-    MAIN_SCREEN_ACTIONS = frozenset({"act", "maintenance", "filter", "history", "config", "sim", "help", "sort"})
+    MAIN_SCREEN_ACTIONS = frozenset({"act", "maintenance", "filter", "history", "config", "sim", "help", "sort", "add"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # main screen actions: not from a dialog or another screen (they would act on a

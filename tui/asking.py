@@ -114,6 +114,27 @@ class AskMixin:
         else:
             self.set_status(f"unknown action {verb}", "error")
 
+    def action_add(self) -> None:
+        if self._refuse_read_only("add"):
+            return
+        from tui.screens import AddScreen
+
+        snap = self.snapshot
+        node = self.selected_node() or (snap.node_names()[0] if snap and snap.node_names() else "")
+
+        def filled(values: tuple[str, str, str, str] | None) -> None:
+            if values is None:
+                return
+            sid, node, state, params = values
+            try:
+                parsed = actions.parse_params(params)
+            except ValueError as exc:
+                self.set_status(f"add {sid}: {exc}", "error")
+                return
+            self.confirm(actions.add(sid, node, state, parsed))
+
+        self._push(AddScreen(node), filled)
+
     def ask_maintenance(self, node: str) -> None:
         if self._refuse_read_only("node maintenance"):
             return

@@ -137,6 +137,42 @@ class PathScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class AddScreen(ModalScreen[tuple[str, str, str, str] | None]):
+    """A new HA resource: SID, node, requested state, agent parameters."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Add an HA resource (Tab between fields, Enter adds)", id="question")
+            yield Input(placeholder="SID, e.g. exec:web or vm:100", id="sid")
+            yield Input(value=self.node, placeholder="node to start on", id="node")
+            yield Input(value="started", placeholder="started, stopped, disabled or ignored", id="state")
+            yield Input(placeholder="exec: command=sleep 1000   others: KEY=VALUE ...", id="params")
+            yield Label("", id="input-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#sid", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        values = {i.id: i.value.strip() for i in self.query(Input) if i.id}
+        error = self.query_one("#input-error", Label)
+        if ":" not in values["sid"] and not values["sid"].isdigit():
+            error.update("SID must be TYPE:NAME (exec:web, vm:100)")
+            return
+        if values["state"] not in ("started", "stopped", "disabled", "ignored", "enabled"):
+            error.update("state must be started, stopped, disabled or ignored")
+            return
+        self.dismiss((values["sid"], values["node"], values["state"], values["params"]))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ServiceScreen(Screen[None]):
     """One service in full: config, CRM status, its history; the action keys act on it."""
 
@@ -294,7 +330,7 @@ class HelpScreen(ModalScreen[None]):
          [("m / r", "migrate / relocate the service: the node from a list"),
           ("e / d", "enable (started) / disable"), ("t", "requested state from a list"),
           ("s", "stop with a timeout (0 = hard stop)"), ("x, Del", "remove from HA"),
-          ("n", "node maintenance: the node from a list")]),
+          ("n", "node maintenance: the node from a list"), ("a", "add a resource")]),
     ]
     SIM_KEYS = ("Simulation", [("Space", "run / pause the clock"), (".", "one round"),
                                ("p", "power a node off or on"), ("w", "cut or restore a node's network"),

@@ -214,6 +214,16 @@ class SimSource(DataSource):
         _node, quorate = self._quorum()
         if not quorate:
             raise ApiClientError("cluster not ready - no quorum (simulated)", 503)
+        if method == "POST" and path == "/resources":
+            sid, node = str(body.get("sid", "")), str(body.get("node", ""))
+            if ":" not in sid:
+                raise ApiClientError(f"invalid SID '{sid}'", 400)
+            if sid in hw.service_config:
+                raise ApiClientError(f"resource ID '{sid}' already defined", 409)
+            if node not in hw.nodes:
+                raise ApiClientError(f"no such node '{node}'", 400)
+            self.sim.hardware_cmd(f"service {sid} add {node} {body.get('state', 'started')}", "tui")
+            return {}
         m = _ROUTE.match(path)
         if m is None:
             raise ApiClientError(f"not available in simulation mode: {method} {path}", 501)

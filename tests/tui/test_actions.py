@@ -273,3 +273,33 @@ def test_read_only_sends_nothing(api: LocalApi, client: ApiClient) -> None:
             assert not events_of(client, "crm_command_enqueue")
 
     run(go())
+
+
+def test_add_a_resource_followed_until_started(api: LocalApi, client: ApiClient) -> None:
+    async def go() -> None:
+        app = app_for(api)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("a")
+            assert app.screen.query_one("#node").value == "node1"            # type: ignore[attr-defined]
+            app.screen.query_one("#sid").value = "exec:new"                  # type: ignore[attr-defined]
+            app.screen.query_one("#params").value = "command=sleep 100"      # type: ignore[attr-defined]
+            await pilot.press("enter")
+            assert isinstance(app.screen, ConfirmScreen) and app.screen.question == "Add exec:new on node1 (started)?"
+            await pilot.press("y")
+            await settle(pilot)
+            added = client.get("/resources/exec:new")
+            assert added["node"] == "node1" and added["params"] == {"command": "sleep 100"}
+            assert "waiting for the cluster" in status(app).plain
+            write_cluster(api, {"exec:new": {"state": "started", "node": "node1", "uid": "u11", "running": 1}})
+            await refresh(pilot)
+            assert status(app).plain.startswith("add exec:new on node1 (started): done: exec:new is started on node1")
+            # the same SID again: the API refuses it
+            await pilot.press("a")
+            app.screen.query_one("#sid").value = "exec:new"                  # type: ignore[attr-defined]
+            app.screen.query_one("#params").value = "command=sleep 1"        # type: ignore[attr-defined]
+            await pilot.press("enter", "y")
+            await settle(pilot)
+            assert status(app).plain == "add exec:new on node1 (started) refused: resource ID 'exec:new' already defined"
+
+    run(go())

@@ -165,3 +165,19 @@ def test_save_as_scenario_folder(tmp_path: Path) -> None:
     assert set(reopened.sim.hw.service_config) == {"vm:101", "vm:102", "ct:103", "vm:104"}
     reopened.step(5)
     assert reopened.fetch().master_node == "node1"
+
+
+def test_sim_add_resource() -> None:
+    from harepl.runtime.api.client import ApiClientError
+
+    source = SimSource.from_folder(SCENARIO, "default")
+    source.step(10)
+    source.request("POST", "/resources", {"sid": "vm:150", "node": "node2", "state": "started"})
+    source.step(10)
+    assert source.fetch().service_status("vm:150")["state"] == "started"
+    try:
+        source.request("POST", "/resources", {"sid": "vm:150", "node": "node2"})
+    except ApiClientError as exc:
+        assert exc.status == 409
+    else:
+        raise AssertionError("added twice")
