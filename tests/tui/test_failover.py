@@ -4,9 +4,6 @@ DIR/<node>/api.sock, as `harepl lab` lays it out), without blocking the UI."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from textual import events
 
 from tests.tui.conftest import Member, app_for, settle, until
@@ -78,12 +75,11 @@ def test_every_member_dead_keeps_the_ui_answering(members: dict[str, Member]) ->
                 m.kill()
             await until(pilot, lambda: health(app).startswith("✖"), "the failure is shown")
             # a key posted as the terminal would, answered (its screen up) while the
-            # refreshes keep failing (pilot.press would also wait for the process to idle)
-            start = time.monotonic()
+            # refreshes keep failing (pilot.press would also wait for the process to idle).
+            # How fast is measured in bench/tui_bench.py, never asserted here.
             app.post_message(events.Key("question_mark", "?"))
-            while not isinstance(app.screen, HelpScreen):
-                await asyncio.sleep(0.001)
-            assert time.monotonic() - start < 1.0
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+            assert not health(app).startswith("✔"), "the members came back: nothing was tested"
             await pilot.press("escape")
             assert set(rows(app, "services")) == {"exec:db", "exec:web"}      # the last data stays
 
