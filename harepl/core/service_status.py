@@ -8,9 +8,11 @@ keeps the node usage the scheduler places services by in step with the states.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Mapping
 
-from harepl.core.manager_io import ManagerView, new_uid
+from harepl.core.manager_io import ManagerView
 from harepl.core.placement import BasicUsage, StaticUsage
 from harepl.core.types import SERVICE_STATES, ServiceStatus
 
@@ -22,11 +24,16 @@ class ServiceTable:
         self.ss: dict[str, ServiceStatus] = dict(ss)
         self.uid_seed = uid_seed
         self.uid_counter = 0
+        # the seed names every tracked service: hash it once, not for every uid (the
+        # digests are the same as new_uid's; a recovery round was quadratic in services)
+        self._uid_prefix = hashlib.md5(f"{uid_seed}|".encode())
         self.usage = BasicUsage([])
 
     def new_uid(self, state: str) -> str:
         self.uid_counter += 1
-        return new_uid(self.uid_seed, state, self.uid_counter)
+        h = self._uid_prefix.copy()
+        h.update(f"{state}|{self.uid_counter}".encode())
+        return base64.b64encode(h.digest()).decode().rstrip("=")
 
     def change_state(self, sid: str, new_state: str, log: Log, **params: str | int) -> None:
         """A fresh uid; the fields that survive every change (failed nodes, maintenance
