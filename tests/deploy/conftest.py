@@ -1,6 +1,6 @@
 """Fixtures for tests/deploy: the package and root file system that `make rootfs` builds,
 and fresh roots made from it (an overlay over one unpacked copy of
-dist/harepl-rootfs.tar, with /proc and /dev mounted), entered with chroot.
+dist/harepl-rootfs.tar, with a /proc of its own), entered with chroot.
 
 Slow (a few minutes: the root file system's packages come from the Debian mirror); CI
 runs them (`make test` runs every test). Needs root, mmdebstrap (scripts/install-system-deps),
@@ -10,6 +10,7 @@ chroot and overlayfs.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -63,13 +64,32 @@ def built() -> Path:
     return deb
 
 
+_OUR_MOUNT = re.compile(r"/pytest-of-[^/]+/pytest-\d+/root-[^/]+/root(/|$)")
+
+
+def _unmount_stale_roots() -> None:
+    """Unmount roots a killed earlier run left mounted (deepest first): pytest later
+    deletes old temporary directories, and must find plain directories there."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    points = [line.split()[4] for line in lines if len(line.split()) > 4]
+    for point in sorted((p for p in points if _OUR_MOUNT.search(p)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def new_root(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
-    """new_root(NAME): a fresh root from dist/harepl-rootfs.tar (its own writable layer)."""
+    """new_root(NAME): a fresh root from dist/harepl-rootfs.tar (its own writable layer).
+    Its /dev holds the device nodes mmdebstrap put in the tar (the host's /dev is not
+    bound in, so nothing that deletes the tree can reach the host's devices); /proc is
+    a procfs of its own."""
+    _unmount_stale_roots()
     lower = tmp_path_factory.mktemp("rootfs-lower")
     with tarfile.open(DIST / "harepl-rootfs.tar") as tar:
         tar.extractall(lower, filter="fully_trusted")
-    mounts: list[Path] = []
+    roots: list[Path] = []
 
     def make(name: str) -> Path:
         base = tmp_path_factory.mktemp(f"root-{name}")
@@ -78,12 +98,13 @@ def new_root(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             d.mkdir()
         sh("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
            str(merged))
-        mounts.append(merged)
-        for src in ("proc", "dev"):
-            sh("mount", "--rbind", f"/{src}", str(merged / src))
-            mounts.append(merged / src)
+        roots.append(merged)
+        sh("mount", "-t", "proc", "proc", str(merged / "proc"))
         return merged
 
     yield make
-    for target in reversed(mounts):
-        subprocess.run(["umount", "-R", "-l", str(target)], capture_output=True)
+    for merged in reversed(roots):
+        for target in (merged / "proc", merged):
+            r = subprocess.run(["umount", "-l", str(target)], capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"tests/deploy: umount {target}: {r.stderr.strip()}")
