@@ -59,6 +59,10 @@ class Workers:
                     self.after_running[sid] = Worker(sid, uid, state, dict(params))
                 return  # already running
             waited = w.start_tries  # keep its place: the longest waiting job starts first
+            if w.uid is None and w.state == "request_stop" and uid is not None:
+                # a move the CRM decided replaces a shutdown's stop: the stop still runs
+                # after it (a move whose stop failed leaves the service here, running)
+                self.after_running[sid] = w
             del self.jobs[sid]
         self.jobs[sid] = Worker(sid, uid, state, dict(params), start_tries=waited)
 

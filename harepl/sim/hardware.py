@@ -218,6 +218,11 @@ class Hardware:
         if alive:
             raise InvariantBroken(f"lease of '{fenced}' taken by '{by_node}' while '{fenced}' still runs "
                                   f"{', '.join(alive)} (a fence that fenced nothing)")
+        # the fence confirms every stop there that the CRM may act on: nothing of those runs
+        # (just checked); frozen and 'error' services stay unconfirmed, they are never moved
+        for sid in [s for s, n in self.unconfirmed.items() if n == fenced]:
+            if states.get(sid) not in ("freeze", "error"):
+                del self.unconfirmed[sid]
 
     def release_lock(self, name: str, node: str, now: float) -> bool:
         if not self.quorate_for(node):
