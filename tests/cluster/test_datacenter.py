@@ -64,5 +64,5 @@ def test_settings_replicate_and_drive_the_scheduler(cluster: Cluster) -> None:
     # a bad value never reaches the store
     bad = cluster.ha("node2", "datacenter", "set", "--crs", "ha=fastest", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "Error: crs.ha: expected one of basic, static (got 'fastest')"]
+        "Error: crs.ha: expected one of basic, static, dynamic (got 'fastest')"]
     assert cluster.running_on("exec:dc") == where
