@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install system-deps test demo lint conformance clean deb rootfs
+.PHONY: install system-deps test test-slow demo lint conformance clean deb rootfs
 
 install: $(VENV)/.installed system-deps
 
@@ -18,7 +18,11 @@ system-deps:
 	@bash scripts/install-system-deps
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
+
+# the Debian package and root file system (tests/deploy, ~7 min: mmdebstrap); CI runs it too
+test-slow: install
+	$(BIN)/pytest -q -m slow
 
 demo: install
 	$(BIN)/harepl demo   # a real 3-node lab; `harepl sim demo` is the simulated one
