@@ -33,7 +33,8 @@ from harepl.core.types import (
     RuleConfig,
     ServiceConfig,
 )
-from harepl.store.errors import StaleLeaseError, StoreUnavailableError  # noqa: F401 - re-exported
+from harepl.store.errors import StaleLeaseError as StaleLeaseError  # re-exported for the roles
+from harepl.store.errors import StoreUnavailableError as StoreUnavailableError
 
 WatchdogHandle = str
 

@@ -24,7 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from harepl.core.fencing import DeviceResult
 from harepl.core.lrm import is_fence_requested
@@ -555,7 +555,7 @@ class RuntimeEnv:
         self._submit_fenced(C.manager_status_set(body, self._manager_epoch()))
 
     def read_lrm_status(self, node: str | None = None) -> LrmStatus:
-        return self._read(reads.lrm_status, node or self.ctx.node) or {}  # type: ignore[no-any-return]
+        return cast(LrmStatus, self._read(reads.lrm_status, node or self.ctx.node) or {})
 
     def write_lrm_status(self, status: LrmStatus) -> None:
         ctx = self.ctx

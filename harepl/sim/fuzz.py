@@ -161,10 +161,10 @@ def log_safety_violations(log: str, nodes: list[str] | None = None) -> list[str]
             elif fenced_at.get(node, -1) < stopped_at.get((node, sid), 0):
                 problems.append(f"line {number}: {sid} recovered from {node} without a fence since it last "
                                 f"ran there: {line.strip()}")
-        for sid, nodes in running.items():
-            if len(nodes) > 1:
-                problems.append(f"line {number}: {sid} running on {', '.join(sorted(nodes))} at once: {line.strip()}")
-                nodes.clear()  # report once per overlap
+        for sid, holders in running.items():
+            if len(holders) > 1:
+                problems.append(f"line {number}: {sid} running on {', '.join(sorted(holders))} at once: {line.strip()}")
+                holders.clear()  # report once per overlap
     return problems
 
 

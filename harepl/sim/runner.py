@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harepl.core.config import ConfigError, normalize_service_config, parse_groups, parse_rules
 from harepl.core.policy import PVE, SAFE, SafetyPolicy
+from harepl.core.types import ManagerStatus
 from harepl.roles.crm import CRM
 from harepl.roles.lrm import LRM
 from harepl.sim.commands import DAEMON_CMDS, FAULT_CMDS, NODE_CMDS, ScenarioError, fault_cmd, validate_command
@@ -174,7 +175,7 @@ class Simulation:
         self.max_time_s = max_time_s if max_time_s is not None else profile.round_s * 500
         self.cmdlist = [list(b) for b in scenario.cmdlist]
         self.hw = Hardware(
-            scenario.hardware, scenario.service_config, scenario.manager_status, scenario.groups,
+            scenario.hardware, scenario.service_config, cast(ManagerStatus, scenario.manager_status), scenario.groups,
             scenario.rules, scenario.datacenter, lock_timeout_s=profile.lock_timeout_s,
             watchdog_timeout_s=profile.watchdog_s,
             log=lambda lvl, who, msg: self.log(lvl, who, msg), get_time=lambda: self.now,

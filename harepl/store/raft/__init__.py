@@ -75,7 +75,7 @@ from ..apply import StoreFault, apply
 from ..schema import connect
 from .durable import SNAPSHOT, DiskFull, _DurableJournal, _fsync_path, stand_aside
 from .election import _ElectionGuard
-from .transport import _DeadlinePoller, _GuardedTransport, _raft_clock
+from .transport import _DeadlinePoller, _GuardedTransport, _raft_clock  # type: ignore[attr-defined]
 
 log = logging.getLogger("harepl.store.raft")
 
@@ -309,7 +309,7 @@ class StoreNode:
         if wait <= 0:
             wait = self.settings.overdue_tick_s
         # +1 ms: pysyncobj acts when its clock is strictly past the deadline
-        return max(0.001, min(wait, self.transport.wait_bound_s()) + 0.001)
+        return max(0.001, min(float(wait), float(self.transport.wait_bound_s())) + 0.001)
 
     def stop(self) -> None:
         self._stop.set()
