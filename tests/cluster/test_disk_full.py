@@ -23,6 +23,7 @@ from harepl.runtime import procs
 from harepl.runtime.apiprobe import ApiUnavailable
 from harepl.runtime.lab import up
 from tests.cluster.labtools import Cluster, wait_for
+from tests.support.disk import fill
 from tests.support.witness_check import violations
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -43,18 +44,6 @@ def _mount(path: Path, size: str) -> None:
 def _umount(path: Path) -> None:
     if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with open(filler, "ab", buffering=0) as f:
-        for chunk in (1 << 16, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
 
 
 @pytest.fixture
@@ -121,7 +110,7 @@ def test_full_data_dir_stops_the_nodes_services_others_recover_them_and_it_rejoi
     assert f"got agent lock for node '{FULL}'" in crm, crm[-4000:]
 
     # space returns: node2 takes part again (a fenced node2 is started again first)
-    filler.unlink()
+    os.unlink(filler)
     if not daemon_alive:
         c.lab.start(FULL)
     else:

@@ -27,6 +27,7 @@ from pysyncobj.journal import FileJournal
 
 from harepl.store import vocabulary as C
 from harepl.store.raft.durable import DiskFull, _DurableJournal
+from tests.support.disk import fill
 from tests.support.localcluster import Cluster, Member
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -57,19 +58,6 @@ def tmpfs(path: str, size: str = "8m") -> Iterator[str]:
         yield path
     finally:
         _umount(path)
-
-
-def fill(directory: str) -> str:
-    """Fill the file system of `directory` up to the last byte; returns the filler."""
-    filler = os.path.join(directory, "filler")
-    with open(filler, "ab", buffering=0) as f:
-        for chunk in (1 << 16, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
 
 
 @pytest.fixture
