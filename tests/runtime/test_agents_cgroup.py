@@ -42,9 +42,15 @@ def spawned():
 
     def spawn(cg: Path, *argv: str) -> int:
         cgroup.create(cg)
-        p = subprocess.Popen(list(argv) or ["sleep", "1000"])
+        # the child waits on stdin until it is in the cgroup (as the exec agent's barrier
+        # does): a command that forks at once would leave its child outside otherwise
+        p = subprocess.Popen(["sh", "-c", 'read _ && exec "$@"', "_", *(list(argv) or ["sleep", "1000"])],
+                             stdin=subprocess.PIPE)
         made.append(p)
         cgroup.join(cg, p.pid)
+        assert p.stdin is not None
+        p.stdin.write(b"\n")
+        p.stdin.close()
         return p.pid
 
     yield spawn
