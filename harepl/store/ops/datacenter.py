@@ -36,33 +36,47 @@ DC_OPTIONS: dict[str, dict[str, Check]] = {
 }
 
 
-def dc_option_check(section: str, key: str, value: Any) -> Any:
-    """Validate one datacenter setting; CommandError with one line naming it."""
-    if section not in DC_OPTIONS:
-        raise CommandError(f"unknown datacenter section '{section}' (known: {', '.join(sorted(DC_OPTIONS))})")
-    keys = DC_OPTIONS[section]
+def _check_in(table: dict[str, dict[str, Check]], section: str, key: str, value: Any) -> Any:
+    """Validate one datacenter setting against one version's table; one line naming it."""
+    if section not in table:
+        raise CommandError(f"unknown datacenter section '{section}' (known: {', '.join(sorted(table))})")
+    keys = table[section]
     if key not in keys:
         raise CommandError(f"unknown datacenter option '{section}.{key}' "
                            f"(known in {section}: {', '.join(sorted(keys))})")
     return keys[key](f"{section}.{key}", value)
 
 
-def _dc_options(field: str, v: Any) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for section, values in obj(field, v).items():
-        if section not in DC_OPTIONS:
-            dc_option_check(section, "", None)
-        out[section] = {key: dc_option_check(section, key, value)
-                        for key, value in obj(f"{field}.{section}", values).items()}
-    return out
+def dc_option_check(section: str, key: str, value: Any) -> Any:
+    """Validate one datacenter setting; CommandError with one line naming it."""
+    return _check_in(DC_OPTIONS, section, key, value)
 
 
-def _dc_delete(field: str, v: Any) -> list[str]:
-    for item in name_list(field, v):
-        section, _, key = item.partition(".")
-        if section not in DC_OPTIONS or (key and key not in DC_OPTIONS[section]):
-            raise CommandError(f"{field}: unknown datacenter option {item!r}")
-    return sorted(set(v))
+def _options_field(table: dict[str, dict[str, Check]]) -> Check:
+    """The `options` field of one version: every section and key known to `table`."""
+    def check(field: str, v: Any) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for section, values in obj(field, v).items():
+            if section not in table:
+                _check_in(table, section, "", None)
+            out[section] = {key: _check_in(table, section, key, value)
+                            for key, value in obj(f"{field}.{section}", values).items()}
+        return out
+    return check
+
+
+def _delete_field(table: dict[str, dict[str, Check]]) -> Check:
+    """The `delete` field of one version: names of sections or keys known to `table`."""
+    def check(field: str, v: Any) -> list[str]:
+        for item in name_list(field, v):
+            section, _, key = item.partition(".")
+            if section not in table or (key and key not in table[section]):
+                raise CommandError(f"{field}: unknown datacenter option {item!r}")
+        return sorted(set(v))
+    return check
+
+
+_dc_options, _dc_delete = _options_field(DC_OPTIONS), _delete_field(DC_OPTIONS)
 
 
 def _dc_options_set(conn: sqlite3.Connection, c: dict[str, Any]) -> dict[str, Any]:
@@ -123,37 +137,12 @@ DC_OPTIONS_V3["crs"].update({
 DC_OPTIONS_V3["ha"]["fencing"] = choice(*FENCING_MODES)
 
 
-def _check_in(table: dict[str, dict[str, Check]], section: str, key: str, value: Any) -> Any:
-    if section not in table:
-        raise CommandError(f"unknown datacenter section '{section}' (known: {', '.join(sorted(table))})")
-    keys = table[section]
-    if key not in keys:
-        raise CommandError(f"unknown datacenter option '{section}.{key}' "
-                           f"(known in {section}: {', '.join(sorted(keys))})")
-    return keys[key](f"{section}.{key}", value)
-
-
 def dc_option_check_v3(section: str, key: str, value: Any) -> Any:
     """Validate one datacenter setting as the newest vocabulary knows it (the API's check)."""
     return _check_in(DC_OPTIONS_V3, section, key, value)
 
 
-def _dc_options_v3(field: str, v: Any) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for section, values in obj(field, v).items():
-        if section not in DC_OPTIONS_V3:
-            dc_option_check_v3(section, "", None)
-        out[section] = {key: dc_option_check_v3(section, key, value)
-                        for key, value in obj(f"{field}.{section}", values).items()}
-    return out
-
-
-def _dc_delete_v3(field: str, v: Any) -> list[str]:
-    for item in name_list(field, v):
-        section, _, key = item.partition(".")
-        if section not in DC_OPTIONS_V3 or (key and key not in DC_OPTIONS_V3[section]):
-            raise CommandError(f"{field}: unknown datacenter option {item!r}")
-    return sorted(set(v))
+_dc_options_v3, _dc_delete_v3 = _options_field(DC_OPTIONS_V3), _delete_field(DC_OPTIONS_V3)
 
 
 DC_OPTIONS_SET_V3 = Op("dc_options_set", _dc_options_set, since=3, fields={
