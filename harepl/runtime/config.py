@@ -437,6 +437,26 @@ def _file_usable(path: Path, key: str) -> None:
     _dir_usable(path.parent, key)
 
 
+def unix_socket_state(path: str | os.PathLike[str]) -> str:
+    """What is at a Unix socket path: 'absent', 'not a socket', 'stale' (a socket nobody
+    accepts on: a dead daemon's) or 'served'."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "absent"
+    if not stat.S_ISSOCK(mode):
+        return "not a socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        return "stale"
+    finally:
+        probe.close()
+    return "served"
+
+
 def _socket_path_usable(path: Path) -> None:
     key = "api.socket"
     n = len(os.fsencode(os.path.abspath(path)))
@@ -444,20 +464,11 @@ def _socket_path_usable(path: Path) -> None:
         raise ConfigError(f"{key}: {path} is {n} bytes long, a Unix socket path may have at most "
                           f"{MAX_UNIX_PATH_BYTES} (choose a shorter path)")
     _dir_usable(path.parent, key)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
+    state = unix_socket_state(path)
+    if state == "not a socket":
         raise ConfigError(f"{key}: {path} exists and is not a socket (move it away, or point {key} elsewhere)")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(os.fspath(path))
-    except OSError:
-        return  # nobody listens: a dead daemon's socket, replaced at start
-    finally:
-        probe.close()
+    if state != "served":
+        return  # nothing there, or a dead daemon's socket, replaced at start
     raise ConfigError(f"{key}: {path} is already served by another daemon (is this node's daemon "
                       f"already running? stop it, or give this one another {key})")
 

@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import socketserver
-import stat
 import struct
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from harepl.runtime.api.backend import ApiBackend, BackendUnavailable
 from harepl.runtime.api.errors import ApiError
 from harepl.runtime.api.routes import Request, dispatch
+from harepl.runtime.config import unix_socket_state
 from harepl.runtime.metrics import HaMetrics
 
 log = logging.getLogger("harepl.api")
@@ -193,22 +193,13 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 def _clear_stale_socket(path: str) -> None:
     """Remove a socket left by a dead daemon; refuse to steal a live one or a non-socket."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
+    state = unix_socket_state(path)
+    if state == "not a socket":
         raise OSError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)   # nobody listens: stale
-        return
-    finally:
-        probe.close()
-    raise OSError(f"another process is already serving on {path}")
+    if state == "stale":
+        os.unlink(path)
+    elif state == "served":
+        raise OSError(f"another process is already serving on {path}")
 
 
 class ApiHandle:
