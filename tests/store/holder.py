@@ -13,8 +13,11 @@ import os
 import sys
 import time
 
-from harepl.store import vocabulary as C
-from tests.support.localcluster import Member
+if __name__ == "__main__":  # run as a script: import tests.support from the repo root
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harepl.store import vocabulary as C  # noqa: E402
+from tests.support.localcluster import Member  # noqa: E402
 
 
 def main() -> None:
